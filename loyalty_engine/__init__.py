@@ -1,0 +1,3 @@
+"""loyalty-engine: an embeddable rules engine for loyalty programs."""
+
+__version__ = "0.1.0"

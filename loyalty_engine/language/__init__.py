@@ -1,0 +1,1 @@
+"""The rules language: grammar, parser, syntax tree, schema, checker."""

@@ -1,0 +1,364 @@
+"""Parse rule files into syntax trees: Lark (LALR, strict) plus error reporting.
+
+Reports every syntax error of a file, not only the first: after an error the
+top-level declaration that holds it is blanked out (newlines kept, so positions
+stay true) and the file is parsed again.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path as FsPath
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Reporter, Sources
+from .transform import TreeToAst
+
+MAX_FILE_BYTES = 1_048_576
+MAX_NESTING = 60
+MAX_SYNTAX_ERRORS = 20
+
+TOP_KEYWORDS = (
+    "program",
+    "include",
+    "tiers",
+    "rule",
+    "campaign",
+    "group",
+    "coupon",
+    "trigger",
+    "event",
+    "member",
+)
+_TOP_START = re.compile(r"(?m)^[ \t]*(" + "|".join(TOP_KEYWORDS) + r")\b")
+
+
+@lru_cache(maxsize=1)
+def grammar() -> Lark:
+    text = resources.files(__package__).joinpath("loyalty.lark").read_text(encoding="utf-8")
+    return Lark(
+        text,
+        parser="lalr",
+        strict=True,
+        propagate_positions=True,
+        maybe_placeholders=True,
+        start=["start", "expr"],
+    )
+
+
+def load_files(entry: str, reporter: Reporter, text: str | None = None) -> list[ast.Module]:
+    """Parse ``entry`` and every file it includes (each once), in include order."""
+    modules: list[ast.Module] = []
+    seen: set[str] = set()
+    pending: list[tuple[str, str | None, ast.Span | None]] = [(entry, text, None)]
+    while pending:
+        path, given_text, included_at = pending.pop(0)
+        key = str(FsPath(path).resolve()) if given_text is None else path
+        if key in seen:
+            continue
+        seen.add(key)
+        source = given_text
+        if source is None:
+            source = _read(path, reporter, included_at)
+            if source is None:
+                continue
+        module = parse_text(source, path, reporter)
+        if module is None:
+            continue
+        modules.append(module)
+        base = FsPath(path).parent
+        for item in module.items:
+            if isinstance(item, ast.Include):
+                pending.append((str(base / item.path), None, item.span))
+    return modules
+
+
+def _read(path: str, reporter: Reporter, included_at: ast.Span | None) -> str | None:
+    where = included_at or ast.Span(path, 1, 1, 1, 1)
+    try:
+        size = FsPath(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            reporter.error(
+                where,
+                f"rule file '{path}' is too large ({size / 1_048_576:.1f} MiB; the limit is "
+                f"{MAX_FILE_BYTES // 1_048_576} MiB)",
+                "split the program into several files joined with 'include'",
+            )
+            return None
+        return FsPath(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        what = "included file" if included_at else "rule file"
+        reporter.error(where, f"{what} '{path}' does not exist")
+    except UnicodeDecodeError as exc:
+        reporter.error(where, f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except OSError as exc:
+        reporter.error(where, f"cannot read '{path}': {exc.strerror}")
+    return None
+
+
+def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
+    """Parse one file's text; syntax errors go to ``reporter``.
+
+    Returns the module built from the declarations that parsed, or None if
+    nothing could be recovered.
+    """
+    reporter.sources.add(path, text)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        reporter.error(
+            ast.Span(path, 1, 1, 1, 1),
+            f"rule file is too large ({len(text.encode('utf-8', 'surrogatepass')) / 1_048_576:.1f} MiB; "
+            f"the limit is {MAX_FILE_BYTES // 1_048_576} MiB)",
+            "split the program into several files joined with 'include'",
+        )
+        return None
+    current = text
+    tree = None
+    for _ in range(MAX_SYNTAX_ERRORS):
+        try:
+            tree = grammar().parse(current, start="start")
+            break
+        except UnexpectedInput as exc:
+            _report_syntax(exc, current, path, reporter)
+            blanked = _blank_declaration(current, _offset_of(exc, current))
+            if blanked is None or blanked == current:
+                return None
+            current = blanked
+    if tree is None:
+        return None
+    if not _check_depth(tree, path, reporter):
+        return None
+    items = TreeToAst(path, reporter, parse_expr=_template_expr_parser(path, reporter))._transform_module(tree)
+    return ast.Module(path, tuple(items))
+
+
+def _template_expr_parser(path: str, reporter: Reporter):
+    def parse_placeholder(text: str, line: int, column: int):
+        try:
+            tree = grammar().parse(text, start="expr")
+        except UnexpectedInput as exc:
+            col = column + max(0, getattr(exc, "column", 1) - 1)
+            reporter.error(
+                ast.Span(path, line, col, line, col + 1),
+                f"cannot read the placeholder '{{{text}}}' in this message",
+                "placeholders hold a name or expression, e.g. {member.name} or {points}",
+            )
+            return None
+        if not _check_depth(tree, path, reporter):
+            return None
+        return TreeToAst(path, reporter, line_offset=line - 1, column_offset=column - 1)._transform_expr(tree)
+
+    return parse_placeholder
+
+
+def _offset_of(exc: UnexpectedInput, text: str) -> int:
+    pos = getattr(exc, "pos_in_stream", None)
+    if pos is None:
+        token = getattr(exc, "token", None)
+        pos = getattr(token, "start_pos", None)
+    if pos is None:
+        return len(text)
+    return pos
+
+
+def _blank_declaration(text: str, offset: int) -> str | None:
+    """Blank the top-level declaration holding ``offset``; keep newlines."""
+    starts = [m.start(1) for m in _TOP_START.finditer(text) if _at_depth_zero(text, m.start(1))]
+    before = [s for s in starts if s <= offset]
+    after = [s for s in starts if s > offset]
+    begin = before[-1] if before else 0
+    end = after[0] if after else len(text)
+    if begin == 0 and end == len(text) and not before:
+        return None
+    segment = re.sub(r"[^\n]", " ", text[begin:end])
+    return text[:begin] + segment + text[end:]
+
+
+def _at_depth_zero(text: str, offset: int) -> bool:
+    depth = 0
+    in_string = False
+    i = 0
+    while i < offset:
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                i += 1
+            elif ch == '"' or ch == "\n":
+                in_string = False
+        elif ch == "#":
+            nl = text.find("\n", i)
+            i = offset if nl == -1 else nl
+            continue
+        elif ch == '"':
+            in_string = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(0, depth - 1)
+        i += 1
+    return depth == 0
+
+
+def _check_depth(tree: Tree, path: str, reporter: Reporter) -> bool:
+    """Refuse trees nested deeper than MAX_NESTING, without recursing."""
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            meta = node.meta
+            line = getattr(meta, "line", 1)
+            col = getattr(meta, "column", 1)
+            reporter.error(
+                ast.Span(path, line, col, line, col + 1),
+                f"expression nested too deeply (more than {MAX_NESTING} levels)",
+                "split the condition into simpler parts or several rules",
+            )
+            return False
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth + 1))
+    return True
+
+
+# ------------------------------------------------------------------ syntax messages
+
+_PRETTY = {
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "COLON": "':'",
+    "SEMICOLON": "';'",
+    "DOT": "'.'",
+    "STRING": "a quoted text",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "INT": "a whole number",
+    "SIGNED_INT_T": "a whole number",
+    "DATE": "a date (YYYY-MM-DD)",
+    "PERCENT": "a percentage",
+    "COMP_OP": "a comparison",
+    "ADD_OP": "'+' or '-'",
+    "MUL_OP": "'*' or '/'",
+    "MULT": "a multiplier like x1.5",
+    "$END": "end of file",
+    "MINUS": "'-'",
+    "DAY_UNIT": "'days'",
+    "WEEK_UNIT": "'weeks'",
+    "MONTH_UNIT": "'months'",
+    "YEAR_UNIT": "'years'",
+    "CAL_UNIT": "'year', 'month' or 'week'",
+    "PERIOD_WORD": "a period (day, week, month, year, member)",
+    "CAP_PERIOD": "a period (transaction, day, week, month, year)",
+    "PICK": "'best' or 'first'",
+    "AFTER_WHAT": "'earning', 'last activity' or 'joining'",
+    "ITEMS_KW": "'items' or 'lines'",
+    "ONCE": "'once'",
+    "MONEY_KW": "'money'",
+}
+
+
+def _describe_terminal(name: str) -> str:
+    if name in _PRETTY:
+        return _PRETTY[name]
+    try:
+        pattern = grammar().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    if pattern.type == "str":
+        return f"'{pattern.value}'"
+    return name.lower()
+
+
+def _describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    value = str(token)
+    return f"'{value}'" if len(value) <= 30 else f"'{value[:27]}...'"
+
+
+def _report_syntax(exc: UnexpectedInput, text: str, path: str, reporter: Reporter) -> None:
+    line = getattr(exc, "line", 1) or 1
+    column = getattr(exc, "column", 1) or 1
+    hint = None
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        token = exc.token
+        expected = sorted(exc.expected)
+        message = f"unexpected {_describe_token(token)}"
+        hint = _hint_for_token(token, set(expected), text)
+        message += _expected_list(expected)
+        end = (token.end_column or column + 1) if token.end_line == token.line else column + 1
+        span = ast.Span(path, line, column, line, end)
+    elif isinstance(exc, (UnexpectedEOF, UnexpectedToken)):
+        expected = sorted(getattr(exc, "expected", []) or [])
+        lines = text.splitlines() or [""]
+        line = len(lines)
+        column = len(lines[-1]) + 1
+        message = "unexpected end of file" + _expected_list(expected)
+        if "RBRACE" in expected:
+            hint = "a '{' is not closed: add the missing '}'"
+        span = ast.Span(path, line, column, line, column + 1)
+    elif isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        message = f"unexpected character {char!r}"
+        hint = _hint_for_char(char, text, exc.pos_in_stream)
+        span = ast.Span(path, line, column, line, column + 1)
+    else:  # pragma: no cover - lark only raises the three above
+        message = str(exc).splitlines()[0]
+        span = ast.Span(path, line, column, line, column + 1)
+    reporter.error(span, message, hint)
+
+
+def _expected_list(expected: list[str]) -> str:
+    names = [_describe_terminal(e) for e in expected if not e.startswith("__")]
+    names = sorted(set(names))
+    if not names:
+        return ""
+    if len(names) > 8:
+        return ""
+    if len(names) == 1:
+        return f"; expected {names[0]}"
+    return "; expected " + ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
+def _hint_for_token(token: Token, expected: set[str], text: str) -> str | None:
+    value = str(token)
+    if "STRING" in expected and token.type == "NAME":
+        return f'names of programs, rules, campaigns and triggers are quoted: "{value}"'
+    if "LBRACE" in expected and len(expected) <= 4:
+        return "the body of a declaration goes between '{' and '}'"
+    if value in TOP_KEYWORDS and "RBRACE" in expected:
+        return "the previous declaration is missing its closing '}'"
+    if token.type == "NAME" and value in ("AND", "OR", "NOT", "And", "Or", "Not"):
+        return f"logical operators are written in lower case: '{value.lower()}'"
+    if token.type == "COMP_OP" and "COMP_OP" not in expected:
+        return "comparisons cannot be chained; join them with 'and'"
+    if "NAME" in expected and token.type in ("NUMBER", "INT"):
+        return "a name was expected here (names start with a letter)"
+    return None
+
+
+def _hint_for_char(char: str, text: str, pos: int) -> str | None:
+    nxt = text[pos + 1 : pos + 2]
+    if char == "=" and nxt != "=":
+        return "to compare, write '=='"
+    if char == "&":
+        return "write 'and' instead of '&&'"
+    if char == "|":
+        return "write 'or' instead of '||'"
+    if char == "!":
+        return "write 'not' instead of '!', or '!=' for 'not equal'"
+    if char == '"':
+        return "this text is not closed: add the missing '\"' on the same line"
+    if char == "'":
+        return "texts are written in double quotes: \"like this\""
+    if char in "“”":
+        return "use straight double quotes (\") around texts"
+    return None
