@@ -1,0 +1,1 @@
+"""Compile checked programs and evaluate events against them."""

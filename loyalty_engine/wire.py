@@ -1,0 +1,316 @@
+"""The JSON wire format: one cattrs converter, and errors that name the field.
+
+``structure_event(data)`` turns a decoded JSON object into an :class:`Event`;
+``structure_member`` and ``structure_context`` do the same for members and the
+member context. Invalid input raises :class:`InputError` whose problems are
+``(path, message)`` pairs such as ``("items[2].unit_price", "'abc' is not a
+decimal amount")``. Nothing is half-built: either the whole object is valid or
+the error lists every problem found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.v import transform_error
+
+from .errors import InputError
+from .language import types as T
+from .model import Event, LineItem, Member, MemberContext
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+
+
+def _decimal(value: Any, _type=None) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a decimal amount")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a decimal amount")
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a decimal amount") from None
+    else:
+        raise ValueError(f"{value!r} is not a decimal amount")
+    if not result.is_finite():
+        raise ValueError(f"{value!r} is not a decimal amount")
+    return result
+
+
+def _datetime(value: Any, _type=None) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        result = value
+    elif isinstance(value, str):
+        try:
+            result = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 date and time") from None
+    else:
+        raise ValueError(f"{value!r} is not an ISO 8601 date and time")
+    if result.utcoffset() is None:
+        raise ValueError(f"{value!r} has no timezone offset (write e.g. 2026-05-03T10:15:00+08:00)")
+    return result
+
+
+def _date(value: Any, _type=None) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+    raise ValueError(f"{value!r} is not a date (YYYY-MM-DD)")
+
+
+def _text(value: Any, _type=None) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"{value!r} is not a text")
+
+
+def _optional_text(value: Any, _type=None):
+    return None if value is None else _text(value)
+
+
+converter.register_structure_hook(Decimal, _decimal)
+converter.register_structure_hook(dt.datetime, _datetime)
+converter.register_structure_hook(dt.date, _date)
+converter.register_structure_hook(str, _text)
+converter.register_unstructure_hook(Decimal, str)
+converter.register_unstructure_hook(dt.datetime, lambda v: v.isoformat())
+converter.register_unstructure_hook(dt.date, lambda v: v.isoformat())
+
+_EVENT_KEYS = {
+    "id",
+    "type",
+    "member",
+    "at",
+    "channel",
+    "store",
+    "payment",
+    "currency",
+    "items",
+    "amount",
+    "discount",
+    "net_amount",
+    "original",
+    "referrer",
+}
+
+
+def _format(exc: BaseException, _type) -> str:
+    if isinstance(exc, KeyError):
+        return "is required"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return "unknown field(s): " + ", ".join(sorted(exc.extra_fields))
+    if isinstance(exc, (ValueError, TypeError)):
+        text = str(exc)
+        if "missing" in text and "required" in text:
+            return "is required"
+        return text
+    return str(exc)
+
+
+def _problems(exc: Exception) -> list[tuple[str, str]]:
+    out = []
+    for line in transform_error(exc, path="$", format_exception=_format):
+        message, _, path = line.rpartition(" @ ")
+        path = path.removeprefix("$").lstrip(".")
+        out.append((path, message))
+    return out
+
+
+def _structure(data: Any, cls, what: str):
+    if not isinstance(data, dict):
+        raise InputError([("", f"expected a JSON object for the {what}, got {type(data).__name__}")], what)
+    try:
+        return converter.structure(data, cls)
+    except (ClassValidationError, IterableValidationError) as exc:
+        raise InputError(_problems(exc), what) from None
+    except (ValueError, TypeError) as exc:
+        raise InputError([("", str(exc))], what) from None
+
+
+def structure_event(data: Any, event_fields: dict[str, dict[str, str]] | None = None) -> Event:
+    """Validate a JSON event. ``event_fields`` (from a program) types custom fields."""
+    if not isinstance(data, dict):
+        raise InputError([("", f"expected a JSON object for the event, got {type(data).__name__}")], "event")
+    known = {k: v for k, v in data.items() if k in _EVENT_KEYS}
+    extra = {k: v for k, v in data.items() if k not in _EVENT_KEYS and k != "attributes"}
+    if isinstance(data.get("attributes"), dict):
+        extra.update(data["attributes"])
+    problems: list[tuple[str, str]] = []
+    attributes: dict[str, Any] = {}
+    declared = (event_fields or {}).get(str(data.get("type", "")), {})
+    for key, value in extra.items():
+        wanted = declared.get(key)
+        try:
+            attributes[key] = _typed(value, wanted)
+        except ValueError as exc:
+            problems.append((key, str(exc)))
+    try:
+        event = _structure({**known, "attributes": {}}, Event, "event")
+    except InputError as exc:
+        problems = exc.problems + problems
+        raise InputError(problems, "event") from None
+    if problems:
+        raise InputError(problems, "event")
+    if event.type in ("purchase", "refund") and event.amount < 0:
+        raise InputError([("amount", f"must be >= 0 (got {event.amount})")], "event")
+    return Event(**{**_fields_of(event), "attributes": attributes})
+
+
+def _fields_of(event: Event) -> dict:
+    import attrs
+
+    return {a.name: getattr(event, a.name) for a in attrs.fields(Event)}
+
+
+def _typed(value: Any, wanted: str | None):
+    if value is None or wanted is None:
+        if isinstance(value, float):
+            return _decimal(value)
+        return value
+    if wanted in (T.NUMBER, T.MONEY):
+        return _decimal(value)
+    if wanted == T.TEXT:
+        return _text(value)
+    if wanted == T.BOOL:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{value!r} is not true or false")
+    if wanted == T.DATE:
+        return _date(value)
+    if wanted == T.DATETIME:
+        return _datetime(value)
+    element = T.element_of(wanted)
+    if element is not None:
+        if not isinstance(value, list):
+            raise ValueError(f"{value!r} is not a list")
+        return tuple(_typed(v, element) for v in value)
+    return value
+
+
+def structure_member(data: Any, attribute_types: dict[str, str] | None = None) -> Member:
+    member = _structure(_without(data, "attributes"), Member, "member")
+    attrs_in = data.get("attributes") or {}
+    if not isinstance(attrs_in, dict):
+        raise InputError([("attributes", "must be a JSON object")], "member")
+    problems, attributes = [], {}
+    for key, value in attrs_in.items():
+        try:
+            attributes[key] = _typed(value, (attribute_types or {}).get(key))
+        except ValueError as exc:
+            problems.append((f"attributes.{key}", str(exc)))
+    if problems:
+        raise InputError(problems, "member")
+    return Member(
+        member.id, member.name, member.joined, member.birthday, member.tier, member.email, member.phone, attributes
+    )
+
+
+def _without(data: Any, key: str) -> Any:
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k != key}
+    return data
+
+
+_CONTEXT_KEYS = {
+    "balances",
+    "stats",
+    "scores",
+    "history",
+    "budgets",
+    "earned",
+    "expiring",
+    "last_purchase",
+    "first_purchase",
+    "tier_since",
+    "tier_expires",
+}
+
+
+def structure_context(data: Any, attribute_types: dict[str, str] | None = None) -> MemberContext:
+    """A member JSON object, optionally with a ``context`` object holding the rest of MemberContext."""
+    if not isinstance(data, dict):
+        raise InputError([("", f"expected a JSON object for the member, got {type(data).__name__}")], "member")
+    member_data = {k: v for k, v in data.items() if k != "context"}
+    member = structure_member(member_data, attribute_types)
+    ctx = data.get("context") or {}
+    if not isinstance(ctx, dict):
+        raise InputError([("context", "must be a JSON object")], "member")
+    problems: list[tuple[str, str]] = []
+    unknown = sorted(set(ctx) - _CONTEXT_KEYS)
+    if unknown:
+        problems.append(("context", "unknown field(s): " + ", ".join(unknown)))
+    out: dict[str, Any] = {}
+    for key in ("balances", "stats", "budgets", "earned"):
+        out[key] = _decimal_map(ctx.get(key), f"context.{key}", problems)
+    scores = ctx.get("scores") or {}
+    out["scores"] = {k: (_decimal(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in scores.items()}
+    history = {}
+    for key, values in (ctx.get("history") or {}).items():
+        try:
+            history[key] = tuple(_datetime(v) for v in values)
+        except ValueError as exc:
+            problems.append((f"context.history.{key}", str(exc)))
+    out["history"] = history
+    expiring = {}
+    for key, lots in (ctx.get("expiring") or {}).items():
+        try:
+            expiring[key] = tuple((_date(lot["date"]), _decimal(lot["amount"])) for lot in lots)
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append((f"context.expiring.{key}", f"lots are {{\"date\": ..., \"amount\": ...}} ({exc})"))
+    out["expiring"] = expiring
+    for key in ("last_purchase", "first_purchase"):
+        if ctx.get(key) is not None:
+            try:
+                out[key] = _datetime(ctx[key])
+            except ValueError as exc:
+                problems.append((f"context.{key}", str(exc)))
+    for key in ("tier_since", "tier_expires"):
+        if ctx.get(key) is not None:
+            try:
+                out[key] = _date(ctx[key])
+            except ValueError as exc:
+                problems.append((f"context.{key}", str(exc)))
+    if problems:
+        raise InputError(problems, "member")
+    return MemberContext(member, **out)
+
+
+def _decimal_map(value, path, problems) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append((path, "must be a JSON object"))
+        return {}
+    out = {}
+    for key, v in value.items():
+        try:
+            out[key] = _decimal(v)
+        except ValueError as exc:
+            problems.append((f"{path}.{key}", str(exc)))
+    return out
+
+
+def unstructure(value) -> Any:
+    return converter.unstructure(value)
+
+
+__all__ = ["structure_event", "structure_member", "structure_context", "unstructure", "LineItem", "converter"]
