@@ -86,9 +86,7 @@ class Program:
         plan = self.code.events.get(event.type)
         if plan is None:
             if event.type not in self.checked.schema.event_types:
-                raise InputError(
-                    [("type", f"'{event.type}' is not an event type this program knows")], "event"
-                )
+                raise InputError([("type", f"'{event.type}' is not an event type this program knows")], "event")
             return Outcome(self, None, event, context, as_of, None)
         try:
             raw = plan.function(event, context, as_of)
@@ -197,10 +195,7 @@ class Program:
             key = ("trigger:" if isinstance(plan.rule, ast.Trigger) else "rule:") + plan.rule.name
             if not runtime.limit_ok(ctx, key, today, tz, limit.times, limit.period, limit.days):
                 return False
-        for key, amount, unit in plan.budgets:
-            if runtime.budget_left(ctx, key, amount) <= 0:
-                return False
-        return True
+        return all(runtime.budget_left(ctx, key, amount) > 0 for key, amount, unit in plan.budgets)
 
     def __repr__(self) -> str:
         return f"<Program {self.name!r} rules={len(self.checked.rules)} version={self.source_hash[:12]}>"

@@ -262,7 +262,9 @@ def structure_context(data: Any, attribute_types: dict[str, str] | None = None) 
     for key in ("balances", "stats", "budgets", "earned"):
         out[key] = _decimal_map(ctx.get(key), f"context.{key}", problems)
     scores = ctx.get("scores") or {}
-    out["scores"] = {k: (_decimal(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in scores.items()}
+    out["scores"] = {
+        k: (_decimal(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in scores.items()
+    }
     history = {}
     for key, values in (ctx.get("history") or {}).items():
         try:
@@ -275,7 +277,7 @@ def structure_context(data: Any, attribute_types: dict[str, str] | None = None) 
         try:
             expiring[key] = tuple((_date(lot["date"]), _decimal(lot["amount"])) for lot in lots)
         except (ValueError, KeyError, TypeError) as exc:
-            problems.append((f"context.expiring.{key}", f"lots are {{\"date\": ..., \"amount\": ...}} ({exc})"))
+            problems.append((f"context.expiring.{key}", f'lots are {{"date": ..., "amount": ...}} ({exc})'))
     out["expiring"] = expiring
     for key in ("last_purchase", "first_purchase"):
         if ctx.get(key) is not None:

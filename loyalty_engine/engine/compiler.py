@@ -111,6 +111,7 @@ class ProgramCompiler:
             "_budget_left": runtime.budget_left,
             "_cap_left": runtime.cap_left,
             "_nz": runtime.nz,
+            "_monthly_due": runtime.monthly_due,
             "__builtins__": {"min": min, "max": max, "int": int, "len": len},
         }
         ns.update(self.k.values)
@@ -221,6 +222,15 @@ class ProgramCompiler:
         if plan.valid_to is not None:
             em.uses.add("today")
             parts.append(f"_today <= {self.k.add(plan.valid_to)}")
+        rule = plan.rule
+        if isinstance(rule, ast.Trigger) and rule.schedule == "weekly":
+            from ..language.schema import WEEKDAYS
+
+            em.uses.add("today")
+            parts.append(f"_today.weekday() == {WEEKDAYS.index(rule.schedule_arg.name)}")
+        elif isinstance(rule, ast.Trigger) and rule.schedule == "monthly":
+            em.uses.add("today")
+            parts.append(f"_monthly_due(_today, {int(rule.schedule_arg)})")
         return " and ".join(parts) if parts else None
 
     def _emit_rule(self, em: Emitter, plan: RulePlan) -> None:

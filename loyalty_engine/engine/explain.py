@@ -92,9 +92,7 @@ def build_effects(outcome) -> list[Effect]:
                     text += " (budgeted rule: rounded on its own)"
                 budget_note = _budget_note(p, a, value, points, per_balance[a.balance][1], fins)
                 effects.append(
-                    Effect(
-                        "award", name, text + budget_note, where, balance=a.balance, points=points, base=value
-                    )
+                    Effect("award", name, text + budget_note, where, balance=a.balance, points=points, base=value)
                 )
             elif a.kind == "multiply":
                 factor = record[a.index]
@@ -175,29 +173,34 @@ def _award_text(program, node: ast.Award, a, value, points, factors, currency) -
         text = f"{fmt(value)} {unit_word(unit, value)} bonus"
         return text if points == value else f"{text} (counted as {fmt(points)})"
     amount = source_text(program, node.amount)
+    count = node.amount.value if isinstance(node.amount, ast.Literal) else 2
     if node.rate == "money":
-        src = "items where " + source_text(program, node.items_filter) if node.items_filter else (
-            "items" if node.items_source else source_text(program, node.source)
+        src = (
+            "items where " + source_text(program, node.items_filter)
+            if node.items_filter
+            else ("items" if node.items_source else source_text(program, node.source))
         )
-        text = f"{amount} {unit_word(unit, 1)} per {fmt(node.per)} {currency} of {src}"
+        text = f"{amount} {unit_word(unit, count)} per {fmt(node.per)} {currency} of {src}"
         if isinstance(node.amount, ast.Literal) and node.amount.value and (node.up_to is None or value < node.up_to):
             spent = value * node.per / node.amount.value
             text += f" ({money(spent)} {currency})"
-        text += f" = {fmt(value)}"
     elif node.rate == "item":
         filt = f" where {source_text(program, node.items_filter)}" if node.items_filter else ""
-        text = f"{amount} {unit_word(unit, 1)} per item{filt} = {fmt(value)}"
+        text = f"{amount} {unit_word(unit, count)} per item{filt}"
     else:
-        src = "items where " + source_text(program, node.items_filter) if node.items_filter else (
-            "items" if node.items_source else source_text(program, node.source)
+        src = (
+            "items where " + source_text(program, node.items_filter)
+            if node.items_filter
+            else ("items" if node.items_source else source_text(program, node.source))
         )
-        text = f"{amount} of {src} = {fmt(value)}"
+        text = f"{amount} of {src}"
     if node.up_to is not None and value >= node.up_to:
         text += f" (limited to {node.up_to})"
     if factors:
-        text += " x " + " x ".join(factors)
-    text += f" = {fmt(points)} {unit}"
-    return text
+        return f"{text} = {fmt(value)} x " + " x ".join(factors) + f" = {fmt(points)} {unit}"
+    if points != value:
+        return f"{text} = {fmt(value)}, rounded to {fmt(points)} {unit}"
+    return f"{text} = {fmt(points)} {unit}"
 
 
 def _budget_note(p, a, value, points, mult, fins) -> str:
@@ -219,9 +222,9 @@ def tier_upgrade(outcome, settier) -> Effect | None:
     contribution = Decimal(0)
     if metric == "spend" and event.type in ("purchase", "refund"):
         contribution = event.net_amount if event.type == "purchase" else -event.net_amount
-    elif metric == "visits" and event.type in ("purchase", "visit"):
-        contribution = Decimal(1)
-    elif metric == "purchases" and event.type == "purchase":
+    elif (
+        metric == "visits" and event.type in ("purchase", "visit") or metric == "purchases" and event.type == "purchase"
+    ):
         contribution = Decimal(1)
     elif metric == "nights":
         contribution = Decimal(str(event.attributes.get("nights", 0) or 0))

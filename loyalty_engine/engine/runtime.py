@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP
-from decimal import Decimal
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_DOWN,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    ROUND_UP,
+    Decimal,
+)
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -104,3 +112,11 @@ def cap_left(ctx, balance, period, amount):
 
 def nz(value):
     return ZERO if value is None else value
+
+
+def monthly_due(today: dt.date, day: int) -> bool:
+    """A monthly trigger on day 31 runs on the last day of shorter months."""
+    import calendar
+
+    last = calendar.monthrange(today.year, today.month)[1]
+    return today.day == min(day, last)

@@ -98,6 +98,10 @@ def absolute(value):
     return abs(value)
 
 
+def number(value):
+    return value
+
+
 def lower(value):
     return value.lower()
 
@@ -163,6 +167,9 @@ FUNCTIONS = (
     Function("floor", (NUMS,), _same_as_first, floor, "round down to a whole number"),
     Function("ceil", (NUMS,), _same_as_first, ceil, "round up to a whole number"),
     Function("abs", (NUMS,), _same_as_first, absolute, "absolute value"),
+    Function(
+        "number", (NUMS,), T.NUMBER, number, "a money amount as a plain number, e.g. number(floor(net_amount / 100))"
+    ),
     Function("lower", (TEXTS,), T.TEXT, lower, "text in lower case"),
     Function("upper", (TEXTS,), T.TEXT, upper, "text in upper case"),
     Function("contains", (TEXTS, TEXTS), T.BOOL, contains, "true when the text contains the part"),
@@ -172,7 +179,7 @@ FUNCTIONS = (
         (TEXTS,),
         T.NUMBER,  # refined by the checker from the score's declared type
         score,
-        "a score from a scoring model, e.g. score(\"churn_risk\")",
+        'a score from a scoring model, e.g. score("churn_risk")',
         needs_context=True,
     ),
     Function(

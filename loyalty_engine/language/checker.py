@@ -577,14 +577,18 @@ class Checker:
 
     def _expr(self, node, scope: _Scope) -> str:
         if isinstance(node, ast.Literal):
-            return {
-                "number": T.NUMBER,
-                "percent": T.NUMBER,
-                "text": T.TEXT,
-                "date": T.DATE,
-                "bool": T.BOOL,
-                "none": T.NONE,
-            }[node.kind] if node.value is not None or node.kind == "none" else T.ANY
+            return (
+                {
+                    "number": T.NUMBER,
+                    "percent": T.NUMBER,
+                    "text": T.TEXT,
+                    "date": T.DATE,
+                    "bool": T.BOOL,
+                    "none": T.NONE,
+                }[node.kind]
+                if node.value is not None or node.kind == "none"
+                else T.ANY
+            )
         if isinstance(node, ast.ListExpr):
             element = None
             for item in node.items:
@@ -679,7 +683,9 @@ class Checker:
                 candidates += list(self.schema.item_fields)
             hint = did_you_mean(head, candidates)
             if hint is None and head in self.schema.item_fields:
-                hint = f"'{head}' is a field of each item: use it inside 'any item where ...' or 'count(items where ...)'"
+                hint = (
+                    f"'{head}' is a field of each item: use it inside 'any item where ...' or 'count(items where ...)'"
+                )
             if hint is None and head in self.schema.member_fields:
                 hint = f"did you mean 'member.{head}'?"
             if hint is None and scope.where == "trigger":
@@ -731,7 +737,7 @@ class Checker:
     def _event_field(self, node, name: str, scope: _Scope) -> str:
         t = scope.event_fields[name]
         builtin = self.schema.event_types.get(scope.event_type, {})
-        from .schema import PURCHASE_FIELDS, REFUND_FIELDS, EVENT_COMMON
+        from .schema import EVENT_COMMON, PURCHASE_FIELDS, REFUND_FIELDS
 
         core = {**EVENT_COMMON, **PURCHASE_FIELDS, **REFUND_FIELDS, "referrer": T.TEXT}
         kind = "event" if name in core else "event_attr"
@@ -826,10 +832,12 @@ class Checker:
         if op in ("in", "not in"):
             element = T.element_of(rt)
             if element is None and rt != T.ANY:
-                self.r.error(node.right.span, f"'{op}' needs a list on its right, e.g. [\"store\", \"app\"]")
+                self.r.error(node.right.span, f'\'{op}\' needs a list on its right, e.g. ["store", "app"]')
             elif element is not None and not T.comparable(lt, element):
                 self.r.error(node.op_span, f"cannot look for a {lt} in a list of {element}")
             return T.BOOL
+        if op in ("==", "!=", "in", "not in") or op in ("<", "<=", ">", ">="):
+            self._tier_literals(node)
         if op in ("==", "!=", "<", "<=", ">", ">="):
             if not T.comparable(lt, rt):
                 hint = None
@@ -844,6 +852,24 @@ class Checker:
             self.r.error(node.op_span, f"cannot apply '{op}' to a {lt} and a {rt}")
             return T.ANY
         return result
+
+    def _tier_literals(self, node: ast.Binary) -> None:
+        """``member.tier == "glod"``: a tier name that the tiers block does not list."""
+        names = self.tier_names()
+        if not names:
+            return
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            b = self.bindings.get(id(side))
+            if b is None or b.kind != "member" or b.key != "tier":
+                continue
+            literals = other.items if isinstance(other, ast.ListExpr) else (other,)
+            for lit in literals:
+                if isinstance(lit, ast.Literal) and lit.kind == "text" and lit.value not in names:
+                    self.r.error(
+                        lit.span,
+                        f"unknown tier '{lit.value}'",
+                        did_you_mean(lit.value, names) or "tiers: " + ", ".join(names),
+                    )
 
     # -------------------------------------------------------------- warnings
 
@@ -954,7 +980,7 @@ def _satisfiable(op1, v1, op2, v2) -> bool:
     upper = [(v, op) for v, op in ((v1, op1), (v2, op2)) if op in ("<", "<=")]
     if len(lower) == 1 and len(upper) == 1:
         (lo, lop), (hi, hop) = lower[0], upper[0]
-        if isinstance(lo, dt.date) or isinstance(lo, Decimal):
+        if isinstance(lo, (dt.date, Decimal)):
             if lo > hi:
                 return False
             if lo == hi and (lop == ">" or hop == "<"):

@@ -16,7 +16,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .diagnostics import Reporter, Sources
+from .diagnostics import Reporter
 from .transform import TreeToAst
 
 MAX_FILE_BYTES = 1_048_576
@@ -358,7 +358,7 @@ def _hint_for_char(char: str, text: str, pos: int) -> str | None:
     if char == '"':
         return "this text is not closed: add the missing '\"' on the same line"
     if char == "'":
-        return "texts are written in double quotes: \"like this\""
+        return 'texts are written in double quotes: "like this"'
     if char in "“”":
-        return "use straight double quotes (\") around texts"
+        return 'use straight double quotes (") around texts'
     return None

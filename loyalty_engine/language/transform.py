@@ -153,7 +153,9 @@ class TreeToAst(Transformer):
         return ast.TierLevel(self._ident(name), threshold.value, multiplier, self._span(meta))
 
     def review(self, meta, children):
-        every, every_unit, grace, grace_unit = children
+        tokens = [c for c in children if c is not None]
+        every, every_unit = tokens[0], tokens[1]
+        grace, grace_unit = (tokens[2], tokens[3]) if len(tokens) >= 4 else (None, None)
         every_months = _months(int(every), self._unit(every_unit))
         grace_months = _months(int(grace), self._unit(grace_unit)) if grace is not None else 0
         return ast.TierReview(every_months, grace_months, self._span(meta))
@@ -315,7 +317,9 @@ class TreeToAst(Transformer):
 
     def cap(self, meta, children):
         unit, amount, period = children
-        return ast.Cap(self._ident(unit), int(amount), str(period) if period is not None else "transaction", self._span(meta))
+        return ast.Cap(
+            self._ident(unit), int(amount), str(period) if period is not None else "transaction", self._span(meta)
+        )
 
     def issue(self, meta, children):
         return ast.IssueCoupon(self._ident(children[0]), self._span(meta))

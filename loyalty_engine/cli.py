@@ -1,0 +1,284 @@
+"""The ``loyalty`` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import sys
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .errors import InputError, RuleFileError
+from .program import Program, check_program, load_program
+from .wire import structure_context, structure_event
+
+EXIT_RULES = 1
+EXIT_INPUT = 2
+
+# Pipes and CI logs get a wide, fixed width instead of rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 150)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 150)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="loyalty-engine")
+def main() -> None:
+    """loyalty-engine: check loyalty programs and evaluate events against them."""
+
+
+# ------------------------------------------------------------------ check
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print diagnostics as JSON on stdout.")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def check(files: tuple[Path, ...], as_json: bool, strict: bool) -> None:
+    """Check rule files: exit 0 when clean, 1 on errors (printed on stderr).
+
+    A directory checks every .loy file in it. Each diagnostic reads
+    path:line:col: error: message, then the source line, a caret and a hint.
+    """
+    paths = _expand(files)
+    failed = False
+    report = []
+    for path in paths:
+        result = check_program(path)
+        errors, warnings = result.errors, result.warnings
+        failed = failed or bool(errors) or (strict and bool(warnings))
+        if as_json:
+            report.append(
+                {"file": str(path), "ok": not errors, "diagnostics": [d.to_dict() for d in result.diagnostics]}
+            )
+            continue
+        for diag in result.diagnostics:
+            err.print(diag.render(), markup=False)
+        status = "ok" if not errors else f"{len(errors)} error{'s' if len(errors) != 1 else ''}"
+        if warnings:
+            status += f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+        (err if errors else out).print(f"{path}: {status}", markup=False)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    sys.exit(EXIT_RULES if failed else 0)
+
+
+def _expand(files) -> list[Path]:
+    paths: list[Path] = []
+    for f in files:
+        if f.is_dir():
+            paths.extend(sorted(f.rglob("*.loy")))
+        else:
+            paths.append(f)
+    return paths
+
+
+# ------------------------------------------------------------------ eval
+
+
+def _load(path: Path) -> Program:
+    try:
+        return load_program(path)
+    except RuleFileError as exc:
+        for diag in exc.diagnostics:
+            err.print(diag.render(), markup=False)
+        sys.exit(EXIT_RULES)
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _input_error(f"{what} file '{path}' does not exist")
+    except json.JSONDecodeError as exc:
+        _input_error(f"{path}:{exc.lineno}:{exc.colno}: {what} is not valid JSON: {exc.msg}")
+
+
+def _input_error(message: str):
+    err.print(f"error: {message}", markup=False)
+    sys.exit(EXIT_INPUT)
+
+
+@main.command("eval")
+@click.argument("program", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--event", "event_file", required=True, type=click.Path(path_type=Path), help="Event JSON file.")
+@click.option(
+    "--member", "member_file", type=click.Path(path_type=Path), help="Member JSON file (with optional context)."
+)
+@click.option("--as-of", "as_of", help="Evaluate as if at this ISO 8601 time (with offset).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def eval_(program: Path, event_file: Path, member_file: Path | None, as_of: str | None, as_json: bool) -> None:
+    """Evaluate one event against PROGRAM and show every effect with its explanation.
+
+    Nothing is stored. A malformed event or member exits 2 naming the field.
+    """
+    prog = _load(program)
+    event_data = _read_json(event_file, "event")
+    try:
+        event = structure_event(event_data, prog.event_types)
+        if member_file is not None:
+            context = structure_context(_read_json(member_file, "member"), prog.checked.schema.member_attributes)
+        else:
+            context = None
+        when = None
+        if as_of:
+            when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            if when.utcoffset() is None:
+                raise InputError([("--as-of", f"{as_of!r} has no timezone offset")], "option")
+        outcome = prog.evaluate(event, context, when)
+    except InputError as exc:
+        _input_error(str(exc))
+    except ValueError as exc:
+        _input_error(f"--as-of: {exc}")
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict(), ensure_ascii=False, indent=2))
+        return
+    _print_outcome(prog, outcome)
+
+
+def _print_outcome(prog: Program, outcome) -> None:
+    out.print(
+        f"[bold]{prog.name}[/bold]  event {outcome.event.id} ({outcome.event.type}) for {outcome.context.member.id}"
+    )
+    table = Table(show_lines=False)
+    table.add_column("rule")
+    table.add_column("effect")
+    table.add_column("amount", justify="right")
+    table.add_column("explanation", overflow="fold")
+    for effect in outcome.effects:
+        amount = ""
+        if effect.points is not None:
+            amount = f"{_num(effect.points)} {effect.balance}"
+        elif effect.factor is not None:
+            amount = f"x{_num(effect.factor)}"
+        elif effect.coupon:
+            amount = effect.coupon
+        elif effect.tier:
+            amount = effect.tier
+        table.add_row(effect.rule or "-", effect.type, amount, effect.explanation)
+    if outcome.effects:
+        out.print(table)
+    else:
+        out.print("no rule applied")
+    totals = ", ".join(f"{_num(v)} {b}" for b, v in outcome.totals.items()) or "nothing"
+    out.print(f"total: {totals}")
+    if outcome.coupons:
+        out.print("coupons: " + ", ".join(outcome.coupons))
+    for hint in outcome.hints:
+        out.print(f"hint: {hint}", markup=False)
+
+
+def _num(value: Decimal) -> str:
+    return str(int(value)) if value == value.to_integral_value() else str(value)
+
+
+# ------------------------------------------------------------------ demo
+
+
+@main.command()
+@click.option(
+    "--program",
+    "program_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Program to run (default: the bundled coffee chain).",
+)
+@click.option("--seed", default=7, show_default=True, help="Seed for the sample purchases.")
+@click.option("--events", "count", default=24, show_default=True, help="How many purchases to generate.")
+def demo(program_path: Path | None, seed: int, count: int) -> None:
+    """Run a bundled example program over a day of sample purchases and summarise."""
+    from .demo import sample_members, sample_purchases
+    from .examples import example_program
+
+    prog = _load(program_path or example_program("coffee_chain"))
+    rng = random.Random(seed)
+    day = dt.date(2026, 5, 5)
+    members = sample_members(rng, day)
+    purchases = sample_purchases(rng, members, day, prog.timezone, count)
+    out.print(
+        f"[bold]{prog.name}[/bold] ({prog.currency}, {prog.timezone}): {len(prog.checked.rules)} rules, "
+        f"{len(prog.checked.triggers)} triggers, version {prog.version[:12]}"
+    )
+    table = Table(title=f"{len(purchases)} purchases on {day}")
+    for col, justify in (
+        ("event", "left"),
+        ("member", "left"),
+        ("tier", "left"),
+        ("spent", "right"),
+        ("points", "right"),
+        ("coupons", "left"),
+        ("why", "left"),
+    ):
+        table.add_column(col, justify=justify, overflow="fold")
+    issued = Counter()
+    coupons = Counter()
+    rules = Counter()
+    upgraded: set[str] = set()
+    for event, ctx in purchases:
+        outcome = prog.evaluate(event, ctx)
+        for b, v in outcome.totals.items():
+            issued[b] += v
+        coupons.update(outcome.coupons)
+        rules.update(outcome.fired)
+        if any(e.type == "tier" for e in outcome.effects):
+            upgraded.add(ctx.member.id)
+        table.add_row(
+            event.id,
+            f"{ctx.member.id} {ctx.member.name}",
+            ctx.member.tier or "",
+            f"{event.net_amount:,.2f}",
+            str(outcome.points),
+            " ".join(outcome.coupons),
+            "; ".join(outcome.fired),
+        )
+    out.print(table)
+    out.print("issued: " + ", ".join(f"{_num(v)} {b}" for b, v in issued.items()))
+    out.print("coupons: " + (", ".join(f"{c} x{n}" for c, n in coupons.items()) or "none"))
+    out.print(f"members reaching a higher tier: {len(upgraded)} of {len(members)}")
+    out.print("rules fired: " + ", ".join(f"{r} x{n}" for r, n in rules.most_common()))
+    as_of = dt.datetime.combine(day, dt.time(9), dt.UTC)
+    fired = Counter()
+    for ctx in members:
+        result = prog.run_triggers(ctx, as_of)
+        fired.update(result.fired)
+    out.print("triggers on " + str(day) + ": " + (", ".join(f"{t} x{n}" for t, n in fired.items()) or "none"))
+
+
+# ------------------------------------------------------------------ schema
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def schema(as_json: bool) -> None:
+    """List the names rule files can use: event fields, functions, channels, scores."""
+    from .language.schema import default_schema
+
+    s = default_schema()
+    data = {
+        "event_types": s.event_types,
+        "item_fields": s.item_fields,
+        "member_fields": {**s.member_fields, **s.member_context_fields},
+        "statistics": s.stats,
+        "functions": {name: fn.doc for name, fn in s.functions.items()},
+        "channels": {name: c.doc for name, c in s.channels.items()},
+        "scores": {name: f"{sc.type}: {sc.doc}" for name, sc in s.scores.items()},
+        "reward_types": {name: r.doc for name, r in s.reward_types.items()},
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for section, entries in data.items():
+        out.print(f"[bold]{section}[/bold]")
+        if not entries:
+            out.print("  (none installed)")
+        for key, value in entries.items():
+            shown = value if isinstance(value, str) else ", ".join(f"{k}: {v}" for k, v in value.items())
+            out.print(f"  {key}: {shown}", markup=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,118 @@
+"""The checker's errors and warnings: place, source line, caret, hint; all errors in a file."""
+
+from loyalty_engine.program import check_program
+
+HEADER = 'program "T" { currency CNY  timezone "Asia/Shanghai" }\n'
+
+
+def check(text):
+    return check_program("rules.loy", text=text)
+
+
+def test_three_separate_mistakes_are_all_reported_with_place_caret_and_hint():
+    text = HEADER + (
+        "tiers by spend over last 12 months { member from 0  gold from 5000 }\n"
+        'rule "A" on purchase when net_amont >= 100 { award 10 points }\n'
+        'rule "B" on purchase when member.tier == "glod" { set tier gold }\n'
+        'rule "C" on purchase when channel == 5 { award 1 point per 1 CNY of net_amount }\n'
+    )
+    result = check(text)
+    rendered = [d.render() for d in result.errors]
+    assert len(result.errors) == 3, rendered
+    first = rendered[0].splitlines()
+    assert first[0] == "rules.loy:3:27: error: unknown name 'net_amont'"
+    assert first[1].strip().startswith('rule "A" on purchase when net_amont')
+    assert first[2].index("^") == first[1].index("net_amont")
+    assert first[3].strip() == "hint: did you mean 'net_amount'?"
+    assert "unknown tier 'glod'" in rendered[1] and "did you mean 'gold'?" in rendered[1]
+    assert "cannot compare a text with a number" in rendered[2]
+
+
+def test_syntax_errors_in_several_declarations_are_all_reported():
+    text = (
+        HEADER + 'rule Coffee on purchase { award 1 point }\nrule "B" on purchase when amount = 5 { award 1 point }\n'
+    )
+    result = check(text)
+    messages = [(d.line, d.message, d.hint) for d in result.errors]
+    assert messages[0][0] == 2 and "expected a quoted text" in messages[0][1]
+    assert '"Coffee"' in messages[0][2]
+    assert messages[1][0] == 3 and messages[1][2] == "to compare, write '=='"
+
+
+def test_unclosed_brace_names_the_fix():
+    result = check(HEADER + 'rule "A" on purchase { award 1 point\n')
+    assert result.errors[0].hint == "a '{' is not closed: add the missing '}'"
+
+
+def test_did_you_mean_for_functions_channels_scores_coupons_events_timezone_rounding():
+    text = (
+        'program "T" { currency CNY  timezone "Asia/Shangai"  rounding flor }\n'
+        "coupon BIG10 { discount 10%  valid 30 days }\n"
+        'rule "A" on purchse { award 1 point }\n'
+        'rule "B" on purchase when weekdy(today) == 1 { issue coupon BIG01 }\n'
+        'rule "C" on purchase when score("churn_rsk") > 0.5 { send smss "hi" }\n'
+    )
+    hints = {d.message: d.hint for d in check(text).errors}
+    assert hints["unknown timezone 'Asia/Shangai'"] == "did you mean 'Asia/Shanghai'?"
+    assert hints["unknown rounding mode 'flor'"] == "did you mean 'floor'?"
+    assert hints["unknown event type 'purchse'"] == "did you mean 'purchase'?"
+    assert hints["unknown function 'weekdy'"] == "did you mean 'weekday'?"
+    assert hints["unknown coupon 'BIG01'"] == "did you mean 'BIG10'?"
+    assert hints["unknown score 'churn_rsk'"] == "did you mean 'churn_risk'?"
+    assert hints["unknown channel 'smss'"] == "did you mean 'sms'?"
+
+
+def test_type_errors():
+    text = HEADER + (
+        'rule "A" on purchase when sum(category of items) > 3 { award 1 point }\n'
+        'rule "B" on purchase when net_amount + "gold" > 1 { award 1 point }\n'
+        'rule "C" on purchase when net_amount { award 1 point }\n'
+        'rule "D" on purchase { award net_amount points }\n'
+    )
+    messages = [d.message for d in check(text).errors]
+    assert "'sum' adds up numbers, but this is a text" in messages
+    assert "cannot apply '+' to a money and a text" in messages
+    assert "a condition must be true or false, but this is a money" in messages
+    assert "this is a money amount, but 'points' counts points" in messages
+
+
+def test_warnings_contradiction_duplicate_and_shadowed_rules():
+    text = HEADER + (
+        'group "Welcome" pick first\n'
+        'rule "A" on purchase when net_amount >= 500 and net_amount < 100 { award 1 point }\n'
+        'rule "A" on purchase { award 2 points }\n'
+        'rule "W1" on purchase { award 5 points  group "Welcome" }\n'
+        'rule "W2" on purchase when net_amount > 10 { award 50 points  group "Welcome" }\n'
+    )
+    result = check(text)
+    assert not result.errors
+    warnings = [d.message for d in result.warnings]
+    assert any("'A' can never fire" in w for w in warnings)
+    assert any("duplicate rule name 'A'" in w for w in warnings)
+    assert any("rule 'W2' never applies: 'W1' comes first in group 'Welcome'" in w for w in warnings)
+
+
+def test_unknown_reward_type_names_plugins():
+    result = check(HEADER + 'rule "A" on purchase { reward partner_miles(miles: 10) }\n')
+    assert result.errors[0].message == "unknown reward type 'partner_miles'"
+    assert "plugin" in result.errors[0].hint
+
+
+def test_missing_include_and_header():
+    result = check('include "nowhere.loy"\nrule "A" on purchase { award 1 point }\n')
+    messages = [d.message for d in result.errors]
+    # the missing file may hold the header, so only the include is reported
+    assert messages == ["included file 'nowhere.loy' does not exist"]
+    result = check('rule "A" on purchase { award 1 point }\n')
+    assert [d.message for d in result.errors] == ["the program has no header"]
+
+
+def test_clean_program_has_no_diagnostics():
+    text = HEADER + (
+        "# a comment\n"
+        'rule "Base" on purchase { award 1 point per 1 CNY of net_amount }\n'
+        'rule "Coffee" on purchase when any item where category == "coffee" {\n'
+        '  award 1 point per 1 CNY of items where category == "coffee"  # stacked\n'
+        "}\n"
+    )
+    assert check(text).diagnostics == []

@@ -1,0 +1,76 @@
+"""Hostile rule files: deep nesting, huge files, garbage. Clean errors, never a traceback or a hang."""
+
+import random
+import time
+
+import pytest
+
+from loyalty_engine.language import parser
+from loyalty_engine.program import check_program
+
+HEADER = 'program "T" { currency CNY  timezone "Asia/Shanghai" }\n'
+
+
+@pytest.mark.parametrize("depth", [1_000, 20_000])
+def test_deep_nesting_fails_with_a_documented_error(depth):
+    cond = "(" * depth + "net_amount > 1" + ")" * depth
+    negs = "not " * depth + "true"
+    minus = "-" * depth + "1"
+    for body in (cond, negs, f"net_amount > {minus}"):
+        start = time.perf_counter()
+        result = check_program("deep.loy", text=HEADER + f'rule "R" on purchase when {body} {{ award 1 point }}\n')
+        elapsed = time.perf_counter() - start
+        if result.errors:
+            assert any("nested too deeply" in d.message for d in result.errors), result.errors[0].render()
+        assert elapsed < 10
+
+
+def test_parenthesised_depth_within_limit_compiles_and_runs():
+    from loyalty_engine.program import load_program
+    from tests.conftest import member, purchase
+
+    body = "(" * 40 + "net_amount > 1" + ")" * 40
+    program = load_program("ok.loy", text=HEADER + f'rule "R" on purchase when {body} {{ award 3 points }}\n')
+    assert program.evaluate(purchase(("A", "x", 1, "5.00")), member()).points == 3
+
+
+def test_five_megabyte_file_is_refused_clearly(tmp_path):
+    rule = 'rule "R{}" on purchase when net_amount >= {} {{ award 1 point }}\n'
+    text = HEADER + "".join(rule.format(i, i) for i in range(80_000))
+    assert len(text.encode()) > 5_000_000
+    path = tmp_path / "big.loy"
+    path.write_text(text, encoding="utf-8")
+    result = check_program(path)
+    assert len(result.errors) == 1
+    assert "too large" in result.errors[0].message
+    assert result.errors[0].hint
+
+
+def test_random_garbage_gives_only_positioned_errors():
+    rng = random.Random(20261123)
+    print("seed 20261123")
+    alphabet = 'rule "x" on purchase when { } award points per 1 CNY of ( ) [ ] , . == >= 10 % and or not any item where 2026-01-01 \n#'
+    base = HEADER + 'rule "A" on purchase when net_amount >= 100 { award 1 point per 1 CNY of net_amount }\n'
+    for _ in range(300):
+        chars = list(base)
+        for _ in range(rng.randint(1, 6)):
+            pos = rng.randrange(len(chars))
+            op = rng.random()
+            if op < 0.4:
+                del chars[pos]
+            elif op < 0.8:
+                chars.insert(pos, rng.choice(alphabet))
+            else:
+                chars[pos] = rng.choice(alphabet)
+        text = "".join(chars)
+        start = time.perf_counter()
+        result = check_program("fuzz.loy", text=text)
+        assert time.perf_counter() - start < 1.0
+        for diag in result.diagnostics:
+            assert diag.line >= 1 and diag.column >= 1
+            assert diag.render().startswith(f"fuzz.loy:{diag.line}:{diag.column}: ")
+
+
+def test_limits_are_documented_constants():
+    assert parser.MAX_FILE_BYTES == 1_048_576
+    assert parser.MAX_NESTING >= 40

@@ -1,0 +1,86 @@
+"""The JSON wire format: Decimal amounts, aware times, errors that name the field."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from loyalty_engine.errors import InputError
+from loyalty_engine.wire import structure_context, structure_event
+
+GOOD = {
+    "id": "t-1001",
+    "type": "purchase",
+    "member": "m-42",
+    "at": "2026-05-03T10:15:00+08:00",
+    "channel": "store",
+    "items": [{"sku": "LATTE", "category": "coffee", "quantity": 2, "unit_price": "32.00"}],
+}
+
+
+def test_amounts_are_decimal_and_derived_from_items():
+    event = structure_event(GOOD)
+    assert event.items[0].amount == Decimal("64.00")
+    assert event.amount == Decimal("64.00") and event.net_amount == Decimal("64.00")
+    assert event.at.utcoffset() == dt.timedelta(hours=8)
+
+
+def test_float_amounts_do_not_pick_up_binary_noise():
+    data = dict(GOOD, items=[{"sku": "A", "quantity": 3, "unit_price": 0.1}])
+    assert structure_event(data).amount == Decimal("0.3")
+
+
+@pytest.mark.parametrize(
+    "change, path, message",
+    [
+        (
+            {"items": [{"sku": "A"}, {"sku": "B"}, {"sku": "C", "unit_price": "abc"}]},
+            "items[2].unit_price",
+            "'abc' is not a decimal amount",
+        ),
+        ({"at": "2026-05-03T10:15:00"}, "at", "has no timezone offset"),
+        ({"at": "yesterday"}, "at", "is not an ISO 8601 date and time"),
+        ({"items": [{"quantity": 1}]}, "items[0].sku", "is required"),
+        ({"items": [{"sku": "A", "quantity": -1}]}, "items[0]", "'quantity' must be >= 0"),
+    ],
+)
+def test_bad_input_names_the_field(change, path, message):
+    with pytest.raises(InputError) as info:
+        structure_event({**GOOD, **change})
+    text = str(info.value)
+    assert f"{path}" in text and message in text, text
+
+
+def test_missing_id_and_type_both_reported():
+    data = {k: v for k, v in GOOD.items() if k not in ("id", "type")}
+    with pytest.raises(InputError) as info:
+        structure_event(data)
+    paths = [p for p, _ in info.value.problems]
+    assert "id" in paths and "type" in paths
+
+
+def test_custom_fields_typed_by_the_program():
+    data = {**GOOD, "type": "review", "rating": "4"}
+    event = structure_event(data, {"review": {"rating": "number"}})
+    assert event.attributes["rating"] == Decimal(4)
+    with pytest.raises(InputError, match="rating: 'great' is not a decimal amount"):
+        structure_event({**data, "rating": "great"}, {"review": {"rating": "number"}})
+
+
+def test_member_with_context():
+    ctx = structure_context(
+        {
+            "id": "m-42",
+            "name": "王芳",
+            "joined": "2025-01-10",
+            "birthday": "1990-05-20",
+            "tier": "silver",
+            "context": {
+                "stats": {"spend:last_12_months": "1200.50"},
+                "history": {"rule:B": ["2026-01-02T10:00:00+08:00"]},
+            },
+        }
+    )
+    assert ctx.member.name == "王芳" and ctx.stats["spend:last_12_months"] == Decimal("1200.50")
+    with pytest.raises(InputError, match="birthday: '1990-13-01' is not a date"):
+        structure_context({"id": "m", "birthday": "1990-13-01"})
