@@ -24,7 +24,7 @@ PRELUDE_GROUP = 'group "Welcome" pick best\n'
 
 def language_blocks():
     text = LANGUAGE.read_text(encoding="utf-8")
-    for n, match in enumerate(BLOCK.finditer(text)):
+    for match in BLOCK.finditer(text):
         line = text[: match.start()].count("\n") + 2
         yield pytest.param(match.group(1), id=f"language.md:{line}")
 
