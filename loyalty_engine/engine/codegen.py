@@ -89,6 +89,8 @@ class Emitter:
                 return "None", True
             if isinstance(node.value, bool):
                 return ("True" if node.value else "False"), False
+            if node.kind == "number" and node.value == node.value.to_integral_value() and abs(node.value) < 10**15:
+                return repr(int(node.value)), False
             return self.k.add(node.value), False
         if isinstance(node, ast.ListExpr):
             if all(isinstance(i, ast.Literal) and i.value is not None for i in node.items):
@@ -168,6 +170,9 @@ class Emitter:
                 t = self.bind(code)
                 return f"(None if {t} is None else {t}.{attr})", True
             return f"{code}.{attr}", False
+        inline = self._inline_call(fn.name, node, args)
+        if inline is not None:
+            return inline
         impl = self.k.add(fn.impl, key=("fn", fn.name))
         call_args = [a for a, _ in args]
         if fn.needs_context:
@@ -185,6 +190,27 @@ class Emitter:
             guard = " or ".join(f"{b} is None" for b, nullable in bound if nullable)
             return f"(None if {guard} else {impl}({', '.join(call_args)}))", True
         return f"{impl}({', '.join(call_args)})", result_nullable
+
+    def _inline_call(self, name: str, node: ast.Call, args) -> tuple[str, bool] | None:
+        """Calls cheap enough to write out in place, for arguments whose run-time type is certain."""
+        if len(args) != 1:
+            return None
+        code, nullable = args[0]
+        arg_type = self.p.type_of(node.args[0])
+        if name in ("floor", "ceil") and arg_type == T.MONEY:
+            mode = "_FLOOR" if name == "floor" else "_CEILING"
+            if nullable:
+                t = self.bind(code)
+                return f"(None if {t} is None else {t}.to_integral_value({mode}))", True
+            return f"{code}.to_integral_value({mode})", False
+        if name in ("days_since", "days_until") and arg_type == T.DATE:
+            self.uses.add("today")
+            a, b = ("_today", "{x}") if name == "days_since" else ("{x}", "_today")
+            if nullable:
+                t = self.bind(code)
+                return f"(None if {t} is None else ({a} - {b}).days)".format(x=t), True
+            return f"({a} - {b}).days".format(x=code), False
+        return None
 
     def binary(self, node: ast.Binary, item: str | None) -> tuple[str, bool]:
         op = node.op

@@ -99,6 +99,8 @@ class ProgramCompiler:
     def namespace(self) -> dict:
         ns = {
             "_ZERO": runtime.ZERO,
+            "_FLOOR": runtime.ROUNDING["floor"],
+            "_CEILING": runtime.ROUNDING["ceiling"],
             "_ONE": runtime.ONE,
             "_TZ": self.tz,
             "_RM": runtime.ROUNDING[self.p.rounding],
@@ -292,7 +294,8 @@ class ProgramCompiler:
             if a.kind == "award_fixed":
                 value = amount
             elif node.rate == "item":
-                value = f"{amount} * {em.items_quantity(node.items_filter)}"
+                quantity = em.items_quantity(node.items_filter)
+                value = quantity if amount == "1" else f"{amount} * {quantity}"
             else:
                 if node.items_source:
                     source = em.items_amount(node.items_filter)
@@ -300,7 +303,7 @@ class ProgramCompiler:
                     source, snull = em.expr(node.source)
                     if snull:
                         source = f"_nz({source})"
-                value = f"{amount} * {source}"
+                value = source if amount == "1" else f"{amount} * {source}"
                 if node.rate == "money" and node.per != 1:
                     value = f"{value} / {self.k.add(node.per)}"
             if node.up_to is not None:
@@ -390,7 +393,7 @@ class ProgramCompiler:
                     b = self.balances.index(a.balance)
                     q = self.k.add(balance_quantum(self.p, a.balance))
                     value = a.slot if a.kind == "award_fixed" else f"({a.slot} * _mult{b})"
-                    em.line(f"_p = ({value}).quantize({q}, _RM)")
+                    em.line(f"_p = (_ZERO + {value}).quantize({q}, _RM)")
                     vars_ = [keys[key] for key, _, unit in plan.budgets if unit == a.balance]
                     for var in vars_:
                         em.line(f"_p = min(_p, {var})")

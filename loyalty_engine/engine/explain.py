@@ -85,7 +85,7 @@ def build_effects(outcome) -> list[Effect]:
             node = a.node
             where = span_location(node)
             if a.kind in ("award_rate", "award_fixed"):
-                value = record[a.index]
+                value = Decimal(record[a.index])
                 points = allocated.get((p.position, a.index), Decimal(0))
                 text = _award_text(program, node, a, value, points, factors.get(a.balance, []), currency)
                 if (p.position, a.index) in fins and a.kind == "award_rate":
@@ -95,7 +95,7 @@ def build_effects(outcome) -> list[Effect]:
                     Effect("award", name, text + budget_note, where, balance=a.balance, points=points, base=value)
                 )
             elif a.kind == "multiply":
-                factor = record[a.index]
+                factor = Decimal(record[a.index])
                 effects.append(
                     Effect(
                         "multiplier",
@@ -128,7 +128,10 @@ def build_effects(outcome) -> list[Effect]:
             elif a.kind == "set_tier":
                 effects.append(Effect("tier", name, f"tier set to {node.tier.name}", where, tier=node.tier.name))
             elif a.kind == "reward":
-                args = {arg.name: value for (arg, _), value in zip(node.args, record[a.index])}
+                args = {
+                    arg.name: Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else value
+                    for (arg, _), value in zip(node.args, record[a.index])
+                }
                 shown = ", ".join(f"{k}: {fmt(v)}" for k, v in args.items())
                 effects.append(
                     Effect(

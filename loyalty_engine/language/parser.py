@@ -41,8 +41,10 @@ _TOP_START = re.compile(r"(?m)^[ \t]*(" + "|".join(TOP_KEYWORDS) + r")\b")
 @lru_cache(maxsize=1)
 def grammar() -> Lark:
     text = resources.files(__package__).joinpath("loyalty.lark").read_text(encoding="utf-8")
+    # cache=True keeps the LALR tables in a temp file keyed by the grammar's hash: ~150 ms saved per process
     return Lark(
         text,
+        cache=True,
         parser="lalr",
         strict=True,
         propagate_positions=True,
