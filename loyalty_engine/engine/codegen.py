@@ -163,9 +163,9 @@ class Emitter:
             arg_type = self.p.type_of(node.args[0])
             if arg_type == T.DATETIME and fn.name != "hour":
                 code = f"_to_date({code}, _TZ)"
-            elif fn.name == "hour":
-                code = f"{code}.astimezone(_TZ)" if not nullable else code
             attr = _INLINE_DATE_PARTS[fn.name]
+            if fn.name == "hour":
+                attr = "astimezone(_TZ).hour"
             if nullable:
                 t = self.bind(code)
                 return f"(None if {t} is None else {t}.{attr})", True

@@ -263,8 +263,8 @@ class ProgramCompiler:
             )
         for key, amount, unit in plan.budgets:
             em.uses.add("ctx")
-            need = "1" if unit == "coupons" else "0"
-            checks.append(f"_budget_left(_c, {self.k.add(key)}, {amount}) > {need}")
+            need = ">= 1" if unit == "coupons" else "> 0"
+            checks.append(f"_budget_left(_c, {self.k.add(key)}, {amount}) {need}")
         if checks:
             em.line(f"if {' and '.join(checks)}:")
             em.depth += 1
@@ -356,10 +356,13 @@ class ProgramCompiler:
             for plan in members:
                 terms = []
                 for a in plan.actions:
-                    if a.kind in ("award_rate", "award_fixed"):
+                    b = self.balances.index(a.balance) if a.balance else None
+                    if a.kind == "award_rate":
+                        terms.append(f"{a.slot} * _mult{b}")  # worth what it earns after multipliers
+                    elif a.kind == "award_fixed":
                         terms.append(a.slot)
                     elif a.kind == "multiply":
-                        terms.append(f"({a.slot} - _ONE) * _earn{self.balances.index(a.balance)}")
+                        terms.append(f"({a.slot} - _ONE) * _earn{b} * _mult{b}")
                 value = " + ".join(terms) if terms else "_ZERO"
                 with em.block(f"if _r{plan.position} is not None:"):
                     em.line(f"_v = {value}")

@@ -681,7 +681,10 @@ class Checker:
                 candidates += list(scope.event_fields)
             if scope.in_item:
                 candidates += list(self.schema.item_fields)
-            hint = did_you_mean(head, candidates)
+            hint = None
+            if head in self.schema.member_fields or head in self.schema.member_context_fields:
+                hint = f"did you mean 'member.{head}'?"
+            hint = hint or did_you_mean(head, candidates)
             if hint is None and head in self.schema.item_fields:
                 hint = (
                     f"'{head}' is a field of each item: use it inside 'any item where ...' or 'count(items where ...)'"
