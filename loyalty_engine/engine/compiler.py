@@ -178,16 +178,7 @@ class ProgramCompiler:
         em.line("_settier = None")
         em.line("_fins = {}" if any(p.deferred for p in plans) else "_fins = None")
         used = self._balances_used(plans)
-        for b in used:
-            bi = self.balances.index(b)
-            em.line(f"_earn{bi} = _ZERO")
-            em.line(f"_bonus{bi} = _ZERO")
-            em.line(f"_cap{bi} = None")
-            if b == "points" and self._tier_multipliers():
-                em.uses.add("member")
-                em.line(f"_mult{bi} = {self.k.add(self._tier_multipliers(), key=('tiermult',))}.get(_m.tier, _ONE)")
-            else:
-                em.line(f"_mult{bi} = _ONE")
+        self._init_balances(em, used, tier_multiplier=True)
         firsts = sorted({p.group for p in plans if p.pick == "first"})
         for g in firsts:
             em.line(f"_gdone{self._gid(g)} = False")
@@ -201,6 +192,20 @@ class ProgramCompiler:
         header = f"def _eval_{self._fname(event_type)}(_e, _c, as_of):"
         source = "\n".join([header, *em.prologue(), *em.lines])
         return EventPlan(event_type, plans, None, source)
+
+    def _init_balances(self, em: Emitter, used: list[str], tier_multiplier: bool) -> None:
+        """Per balance: earn per amount, fixed bonuses, cap and multiplier (the tier's, for points)."""
+        mults = self._tier_multipliers() if tier_multiplier else None
+        for b in used:
+            bi = self.balances.index(b)
+            em.line(f"_earn{bi} = _ZERO")
+            em.line(f"_bonus{bi} = _ZERO")
+            em.line(f"_cap{bi} = None")
+            if b == "points" and mults:
+                em.uses.add("member")
+                em.line(f"_mult{bi} = {self.k.add(mults, key=('tiermult',))}.get(_m.tier, _ONE)")
+            else:
+                em.line(f"_mult{bi} = _ONE")
 
     def _tier_multipliers(self) -> dict | None:
         tiers = self.p.tiers
@@ -435,12 +440,7 @@ class ProgramCompiler:
         em.line("_settier = None")
         em.line("_fins = None")
         used = self._balances_used(plans)
-        for b in used:
-            bi = self.balances.index(b)
-            em.line(f"_earn{bi} = _ZERO")
-            em.line(f"_bonus{bi} = _ZERO")
-            em.line(f"_cap{bi} = None")
-            em.line(f"_mult{bi} = _ONE")
+        self._init_balances(em, used, tier_multiplier=False)
         for plan in plans:
             self._emit_rule(em, plan)
         totals = self._emit_totals(em, used, plans)
