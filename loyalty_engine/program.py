@@ -114,7 +114,7 @@ class Program:
 
     def render(self, template: ast.Template, outcome: Outcome) -> str:
         fn = self._compiled(("tpl", id(template)), lambda em: self._template_body(em, template))
-        values = fn(outcome.event, outcome.context, outcome.as_of if outcome.event is not None else outcome.as_of)
+        values = fn(outcome.event, outcome.context, outcome.as_of)
         out = []
         for part, value in zip(template.parts, values):
             if isinstance(part, str):
@@ -165,21 +165,12 @@ class Program:
         with self._lock:
             em = Emitter(self.checked, self._compiler.k)
             ret = body(em)
-            trigger = key[0] == "tpl" and False
-            lines = ["def _lazy(_e, _c, as_of):", *self._lazy_prologue(em, trigger), *em.lines, f"    return {ret}"]
+            lines = ["def _lazy(_e, _c, as_of):", *em.prologue(), *em.lines, f"    return {ret}"]
             namespace = self._compiler.namespace()
             exec(compile("\n".join(lines), "<loyalty-program>", "exec"), namespace)  # noqa: S102 - from the tree only
             fn = namespace["_lazy"]
             self._lazy[key] = fn
         return fn
-
-    def _lazy_prologue(self, em: Emitter, trigger: bool) -> list[str]:
-        lines = em.prologue()
-        # templates of triggers have no event: take the time from as_of
-        return [
-            line.replace("(_e.at if as_of is None else as_of)", "(as_of if as_of is not None else _e.at)")
-            for line in lines
-        ]
 
     def rule_could_apply(self, plan: RulePlan, outcome: Outcome) -> bool:
         """Date window, limits and budgets allow the rule (used for near-miss hints)."""

@@ -279,21 +279,23 @@ def structure_context(data: Any, attribute_types: dict[str, str] | None = None) 
         except (ValueError, KeyError, TypeError) as exc:
             problems.append((f"context.expiring.{key}", f'lots are {{"date": ..., "amount": ...}} ({exc})'))
     out["expiring"] = expiring
-    for key in ("last_purchase", "first_purchase"):
+    for key, parse in _CONTEXT_TIMES.items():
         if ctx.get(key) is not None:
             try:
-                out[key] = _datetime(ctx[key])
-            except ValueError as exc:
-                problems.append((f"context.{key}", str(exc)))
-    for key in ("tier_since", "tier_expires"):
-        if ctx.get(key) is not None:
-            try:
-                out[key] = _date(ctx[key])
+                out[key] = parse(ctx[key])
             except ValueError as exc:
                 problems.append((f"context.{key}", str(exc)))
     if problems:
         raise InputError(problems, "member")
     return MemberContext(member, **out)
+
+
+_CONTEXT_TIMES = {
+    "last_purchase": _datetime,
+    "first_purchase": _datetime,
+    "tier_since": _date,
+    "tier_expires": _date,
+}
 
 
 def _decimal_map(value, path, problems) -> dict:

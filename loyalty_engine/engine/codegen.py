@@ -9,9 +9,7 @@ the generated source, so compiling it cannot run anything a rule file says.
 
 from __future__ import annotations
 
-import datetime as dt
 from contextlib import contextmanager
-from decimal import Decimal
 
 from ..language import ast
 from ..language import types as T
@@ -250,7 +248,7 @@ class Emitter:
             return f"(None if {guard} else {a} {op} {b})", True
         return f"({left} {op} {right})", False
 
-    def _loop(self, condition, body_true: str, init: str, value: str, break_after: bool = False) -> str:
+    def _loop(self, condition, body_true: str, init: str) -> str:
         self.uses.add("items")
         v = self.temp("_v")
         it = self.temp("_it")
@@ -262,8 +260,6 @@ class Emitter:
                 c, _ = self.expr(condition, it)
                 with self.block(f"if {c}:"):
                     self.line(f"{v} {body_true.format(it=it)}")
-                    if break_after:
-                        self.line("break")
         return v
 
     def item_test(self, node: ast.ItemTest) -> str:
@@ -281,7 +277,7 @@ class Emitter:
 
     def count_items(self, node: ast.CountItems) -> str:
         step = "+= {it}.quantity" if node.what == "items" else "+= 1"
-        return self._loop(node.condition, step, "0", "")
+        return self._loop(node.condition, step, "0")
 
     def sum_items(self, node: ast.SumItems) -> str:
         self.uses.add("items")
@@ -298,10 +294,10 @@ class Emitter:
 
     def items_amount(self, condition) -> str:
         """Sum of line amounts, optionally filtered: the source of ``of items where ...``."""
-        return self._loop(condition, "+= {it}.amount", "_ZERO", "")
+        return self._loop(condition, "+= {it}.amount", "_ZERO")
 
     def items_quantity(self, condition) -> str:
-        return self._loop(condition, "+= {it}.quantity", "0", "")
+        return self._loop(condition, "+= {it}.quantity", "0")
 
     # -------------------------------------------------------------- prologue
 
@@ -312,7 +308,7 @@ class Emitter:
         if trigger:
             out.append("_lt = as_of.astimezone(_TZ)")
         elif need_time:
-            out.append("_lt = (_e.at if as_of is None else as_of).astimezone(_TZ)")
+            out.append("_lt = (as_of if as_of is not None else _e.at).astimezone(_TZ)")
         if need_time or trigger:
             out.append("_today = _lt.date()")
             if "now" in self.uses:
@@ -328,9 +324,3 @@ class Emitter:
                 name = _safe(use[6:])
                 out.append(f"_ev_{name} = _e.{name}")
         return ["    " + line for line in out]
-
-
-def literal_repr(value) -> str:  # pragma: no cover - debugging aid
-    if isinstance(value, (Decimal, dt.date)):
-        return repr(value)
-    return repr(value)

@@ -178,11 +178,7 @@ def _award_text(program, node: ast.Award, a, value, points, factors, currency) -
     amount = source_text(program, node.amount)
     count = node.amount.value if isinstance(node.amount, ast.Literal) else 2
     if node.rate == "money":
-        src = (
-            "items where " + source_text(program, node.items_filter)
-            if node.items_filter
-            else ("items" if node.items_source else source_text(program, node.source))
-        )
+        src = _source_description(program, node)
         text = f"{amount} {unit_word(unit, count)} per {fmt(node.per)} {currency} of {src}"
         if isinstance(node.amount, ast.Literal) and node.amount.value and (node.up_to is None or value < node.up_to):
             spent = value * node.per / node.amount.value
@@ -191,11 +187,7 @@ def _award_text(program, node: ast.Award, a, value, points, factors, currency) -
         filt = f" where {source_text(program, node.items_filter)}" if node.items_filter else ""
         text = f"{amount} {unit_word(unit, count)} per item{filt}"
     else:
-        src = (
-            "items where " + source_text(program, node.items_filter)
-            if node.items_filter
-            else ("items" if node.items_source else source_text(program, node.source))
-        )
+        src = _source_description(program, node)
         text = f"{amount} of {src}"
     if node.up_to is not None and value >= node.up_to:
         text += f" (limited to {node.up_to})"
@@ -204,6 +196,13 @@ def _award_text(program, node: ast.Award, a, value, points, factors, currency) -
     if points != value:
         return f"{text} = {fmt(value)}, rounded to {fmt(points)} {unit}"
     return f"{text} = {fmt(points)} {unit}"
+
+
+def _source_description(program, node: ast.Award) -> str:
+    """What a rate award earns on, as the rule file says it: net_amount, items where ..."""
+    if node.items_filter is not None:
+        return "items where " + source_text(program, node.items_filter)
+    return "items" if node.items_source else source_text(program, node.source)
 
 
 def _budget_note(p, a, value, points, mult, fins) -> str:

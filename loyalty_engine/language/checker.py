@@ -16,7 +16,7 @@ from attrs import define, field
 from . import ast
 from . import types as T
 from .diagnostics import Reporter, did_you_mean
-from .schema import WEEKDAYS, Schema
+from .schema import CORE_EVENT_FIELDS, NON_NULL_EVENT_FIELDS, WEEKDAYS, Schema
 
 DEFAULT_BALANCE = "points"
 
@@ -428,10 +428,9 @@ class Checker:
                 "add e.g. 'limit once per 90 days'",
             )
         for action in trig.actions:
-            if isinstance(action, (ast.Award, ast.Multiply, ast.Cap)) and isinstance(action, ast.Award):
-                if action.rate is not None:
-                    self.r.error(action.span, "a trigger has no purchase to earn on", "award a fixed amount")
-                    continue
+            if isinstance(action, ast.Award) and action.rate is not None:
+                self.r.error(action.span, "a trigger has no purchase to earn on", "award a fixed amount")
+                continue
             if isinstance(action, (ast.Multiply, ast.Cap)):
                 self.r.error(action.span, "triggers can award, issue coupons, send messages and set tiers only")
                 continue
@@ -738,16 +737,9 @@ class Checker:
         return T.ANY
 
     def _event_field(self, node, name: str, scope: _Scope) -> str:
-        t = scope.event_fields[name]
-        builtin = self.schema.event_types.get(scope.event_type, {})
-        from .schema import EVENT_COMMON, PURCHASE_FIELDS, REFUND_FIELDS
-
-        core = {**EVENT_COMMON, **PURCHASE_FIELDS, **REFUND_FIELDS, "referrer": T.TEXT}
-        kind = "event" if name in core else "event_attr"
-        del builtin
-        from .schema import NON_NULL_EVENT_FIELDS
-
-        return self._bind(node, Binding(kind, name, t, name not in NON_NULL_EVENT_FIELDS))
+        kind = "event" if name in CORE_EVENT_FIELDS else "event_attr"
+        binding = Binding(kind, name, scope.event_fields[name], name not in NON_NULL_EVENT_FIELDS)
+        return self._bind(node, binding)
 
     def _member_field(self, node, ident: ast.Ident) -> str:
         name = ident.name

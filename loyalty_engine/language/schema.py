@@ -44,6 +44,8 @@ ITEM_FIELDS = {
     "amount": T.MONEY,
 }
 NON_NULL_ITEM_FIELDS = frozenset({"quantity", "unit_price", "discount", "amount"})
+# Fields the Event class holds itself; any other event field lives in Event.attributes.
+CORE_EVENT_FIELDS = frozenset({*PURCHASE_FIELDS, *REFUND_FIELDS, "referrer"})
 NON_NULL_EVENT_FIELDS = frozenset({"id", "type", "member", "at", "amount", "discount", "net_amount", "items"})
 
 MEMBER_FIELDS = {
