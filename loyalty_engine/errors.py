@@ -59,3 +59,35 @@ class EvaluationError(LoyaltyError):
         prefix = f"{location}: " if location else ""
         suffix = f" (rule '{rule}')" if rule else ""
         super().__init__(f"{prefix}{message}{suffix}")
+
+
+class StoreError(LoyaltyError):
+    """The store could not complete a transaction; nothing of it was written."""
+
+
+class ConflictError(LoyaltyError):
+    """An event id was seen before with a different payload (like an idempotency key reused)."""
+
+    def __init__(self, event_id: str, message: str | None = None):
+        self.event_id = event_id
+        super().__init__(
+            message
+            or f"event '{event_id}' was already processed with a different payload; "
+            "use a new id for a new event, or resend the original payload"
+        )
+
+
+class RefusedError(LoyaltyError):
+    """An operation was refused for a business reason (``reason``); nothing was written.
+
+    ``code`` names the reason for programs: ``insufficient_balance``,
+    ``coupon_expired``, ``coupon_used``, ``min_spend``, ``not_transferable`` ...
+    """
+
+    def __init__(self, code: str, reason: str):
+        self.code = code
+        self.reason = reason
+        super().__init__(reason)
+
+    def __repr__(self) -> str:
+        return f"<RefusedError {self.code}: {self.reason}>"

@@ -158,6 +158,21 @@ class Program:
                 results.append(f"({value}, None, None)")
         return "(" + "".join(r + ", " for r in results) + ")"
 
+    def item_matches(self, condition: ast.Expr, outcome: Outcome) -> tuple[bool, ...]:
+        """Whether each cart line of the outcome's event meets ``condition`` (an item filter)."""
+        fn = self._compiled(("match", id(condition)), lambda em: self._match_body(em, condition))
+        return fn(outcome.event, outcome.context, outcome.as_of)
+
+    def _match_body(self, em: Emitter, condition: ast.Expr) -> str:
+        em.uses.add("items")
+        result = em.temp("_r")
+        item = em.temp("_it")
+        em.line(f"{result} = []")
+        with em.block(f"for {item} in _items:"):
+            value, _ = em.expr(condition, item)
+            em.line(f"{result}.append(True if {value} else False)")
+        return result
+
     def _compiled(self, key, body):
         fn = self._lazy.get(key)
         if fn is not None:

@@ -11,6 +11,7 @@ the error lists every problem found.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -317,4 +318,34 @@ def unstructure(value) -> Any:
     return converter.unstructure(value)
 
 
-__all__ = ["structure_event", "structure_member", "structure_context", "unstructure", "LineItem", "converter"]
+_canonical = converter.copy()
+_canonical.register_unstructure_hook(Decimal, lambda v: format(v.normalize(), "f") if v else "0")
+
+
+def _drop_empty(value):
+    if isinstance(value, dict):
+        return {k: _drop_empty(v) for k, v in value.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [_drop_empty(v) for v in value]
+    return value
+
+
+def canonical_json(value) -> str:
+    """A stable JSON text of an event or member: sorted keys, normalised decimals, no empty fields.
+
+    Two payloads that mean the same thing ("32.00" and 32) give the same text,
+    which is what idempotency compares.
+    """
+    data = _drop_empty(_canonical.unstructure(value))
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+__all__ = [
+    "structure_event",
+    "structure_member",
+    "structure_context",
+    "unstructure",
+    "canonical_json",
+    "LineItem",
+    "converter",
+]

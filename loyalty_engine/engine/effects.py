@@ -27,6 +27,7 @@ class Effect:
     reward: str | None = None
     args: dict[str, Any] = field(factory=dict)
     base: Decimal | None = None  # the amount the award was computed on
+    node: Any = field(default=None, eq=False, repr=False)  # the rule-file action behind the effect
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "rule": self.rule}

@@ -92,7 +92,16 @@ def build_effects(outcome) -> list[Effect]:
                     text += " (budgeted rule: rounded on its own)"
                 budget_note = _budget_note(p, a, value, points, per_balance[a.balance][1], fins)
                 effects.append(
-                    Effect("award", name, text + budget_note, where, balance=a.balance, points=points, base=value)
+                    Effect(
+                        "award",
+                        name,
+                        text + budget_note,
+                        where,
+                        balance=a.balance,
+                        points=points,
+                        base=value,
+                        node=node,
+                    )
                 )
             elif a.kind == "multiply":
                 factor = Decimal(record[a.index])

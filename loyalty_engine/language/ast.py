@@ -281,6 +281,17 @@ class ProgramHeader:
     expiries: tuple[ExpiryPolicy, ...]
     pendings: tuple[PendingPolicy, ...]
     span: Span
+    policies: tuple[Policy, ...] = ()
+
+
+@frozen(eq=False)
+class Policy:
+    """``points may go negative``, ``points can be transferred`` or ``refunds ... bonuses``."""
+
+    kind: str  # "negative" | "transfer" | "refunds"
+    balance: Ident | None
+    value: str  # for refunds: "keep" | "reverse" | "full"
+    span: Span
 
 
 @frozen(eq=False)

@@ -27,6 +27,8 @@ class BalanceInfo:
     money: bool = False
     expiry: ast.ExpiryPolicy | None = None
     pending_days: int = 0
+    may_go_negative: bool = False
+    transferable: bool = False
 
 
 @define
@@ -56,6 +58,7 @@ class CheckedProgram:
     types: dict[int, str] = field(factory=dict)
     bindings: dict[int, Binding] = field(factory=dict)
     score_names: dict[int, str] = field(factory=dict)
+    refund_bonuses: str = "full"  # "full": on a full return only | "reverse": pro rata | "keep"
 
     def type_of(self, node) -> str:
         return self.types.get(id(node), T.ANY)
@@ -90,6 +93,7 @@ class Checker:
         self.types: dict[int, str] = {}
         self.bindings: dict[int, Binding] = {}
         self.score_names: dict[int, str] = {}
+        self.refund_bonuses = "full"
 
     # -------------------------------------------------------------- driver
 
@@ -192,6 +196,7 @@ class Checker:
             types=self.types,
             bindings=self.bindings,
             score_names=self.score_names,
+            refund_bonuses=self.refund_bonuses,
         )
 
     def _unique(self, decls, key, what, span):
@@ -262,6 +267,15 @@ class Checker:
             info = self._balance_ref(policy.balance, balances)
             if info:
                 info.pending_days = policy.days
+        for policy in header.policies:
+            if policy.kind == "refunds":
+                self.refund_bonuses = policy.value
+                continue
+            info = self._balance_ref(policy.balance, balances)
+            if info and policy.kind == "negative":
+                info.may_go_negative = True
+            elif info:
+                info.transferable = True
         return currency, tz, rounding, balances
 
     def _balance_ref(self, ident: ast.Ident, balances=None) -> BalanceInfo | None:

@@ -89,7 +89,7 @@ class TreeToAst(Transformer):
     def program(self, meta, children):
         name = unquote(children[0])
         currency = timezone = rounding = None
-        balances, expiries, pendings = [], [], []
+        balances, expiries, pendings, policies = [], [], [], []
         for child in children[1:]:
             if child is None or isinstance(child, Token):
                 continue
@@ -106,8 +106,18 @@ class TreeToAst(Transformer):
                 expiries.append(value)
             elif kind == "pending":
                 pendings.append(value)
+            elif kind == "policy":
+                policies.append(value)
         return ast.ProgramHeader(
-            name, currency, timezone, rounding, tuple(balances), tuple(expiries), tuple(pendings), self._span(meta)
+            name,
+            currency,
+            timezone,
+            rounding,
+            tuple(balances),
+            tuple(expiries),
+            tuple(pendings),
+            self._span(meta),
+            tuple(policies),
         )
 
     def currency(self, meta, children):
@@ -138,6 +148,17 @@ class TreeToAst(Transformer):
 
     def pending(self, meta, children):
         return ("pending", ast.PendingPolicy(self._ident(children[0]), int(children[1]), self._span(meta)))
+
+    def policy_negative(self, meta, children):
+        return ("policy", ast.Policy("negative", self._ident(children[0]), "yes", self._span(meta)))
+
+    def policy_transfer(self, meta, children):
+        return ("policy", ast.Policy("transfer", self._ident(children[0]), "yes", self._span(meta)))
+
+    def policy_refunds(self, meta, children):
+        action, full = children
+        value = "keep" if str(action) == "keep" else ("full" if full is not None else "reverse")
+        return ("policy", ast.Policy("refunds", None, value, self._span(meta)))
 
     # -------------------------------------------------------------- tiers
 

@@ -1,0 +1,1 @@
+"""Stateful processing on a store: the Engine facade and the steps it is made of."""

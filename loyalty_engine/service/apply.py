@@ -1,0 +1,236 @@
+"""Applying an evaluated outcome to the store: ledger entries, coupons, messages, tier, statistics.
+
+Runs inside the event's write transaction; anything raised here rolls the
+whole event back.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from decimal import Decimal
+
+from ..engine.compiler import balance_quantum
+from ..engine.outcome import Outcome, allocate
+from ..language import ast
+from ..model import Event
+from ..program import Program
+from ..store.base import CouponRecord, LedgerEntry, MemberRecord, Message
+from .history import iter_nodes, shift
+from .ledger import Ledger
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+VISIT_TYPES = ("purchase", "visit")
+
+
+def short_code(*parts: str) -> str:
+    """A stable 8-character code from ``parts`` (coupon codes are the same on every replay)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return base64.b32encode(digest[:5]).decode()
+
+
+class Applier:
+    def __init__(self, program: Program, store, ledger: Ledger, tz):
+        self.program = program
+        self.store = store
+        self.ledger = ledger
+        self.tz = tz
+        self.plans = {}
+        for plan in program.code.events.values():
+            for rp in plan.rules:
+                self.plans[rp.rule.name] = rp
+        if program.code.triggers is not None:
+            for rp in program.code.triggers.rules:
+                self.plans[rp.rule.name] = rp
+
+    # -------------------------------------------------------------- the whole outcome
+
+    def apply(self, record: MemberRecord, outcome: Outcome, source: str, at: dt.datetime, event: Event | None):
+        """Write what ``outcome`` decided; returns (entries, coupons, tier, messages, notes)."""
+        effects = outcome.effects
+        entries: list[LedgerEntry] = []
+        coupons: list[str] = []
+        notes: list[str] = []
+        tier = None
+        messages = 0
+        for balance, amounts in self._ledger_amounts(outcome, effects).items():
+            for effect, amount in amounts:
+                lines = self.line_weights(effect.node, outcome) if event is not None else None
+                entries += self.ledger.post(
+                    record, balance, "earn", amount, at, event=source, rule=effect.rule, lines=lines
+                )
+        counter = 0
+        chosen = None
+        for effect in effects:
+            if effect.type == "coupon":
+                counter += 1
+                code = self.issue_coupon(record, effect.coupon, source, effect.rule, at, counter, notes)
+                if code:
+                    coupons.append(code)
+            elif effect.type == "message":
+                counter += 1
+                if self.queue_message(record, effect, source, at, counter):
+                    messages += 1
+            elif effect.type == "tier" and effect.tier != record.member.tier:
+                chosen = effect
+        if chosen is not None:
+            tier = chosen.tier
+            reason = f"set by rule '{chosen.rule}'" if chosen.rule else chosen.explanation
+            self.change_tier(record, tier, at, reason, source)
+        self._record_limits_and_budgets(record, outcome, effects, at, source)
+        return entries, coupons, tier, messages, notes
+
+    def _ledger_amounts(self, outcome: Outcome, effects) -> dict[str, list]:
+        """Award effects per balance, with a cap's cut spread over them so entries add up to the total."""
+        out: dict[str, list] = {}
+        for effect in effects:
+            if effect.type == "award" and effect.points:
+                out.setdefault(effect.balance, []).append((effect, effect.points))
+        for balance, items in out.items():
+            total = outcome.total(balance)
+            if sum((a for _, a in items), ZERO) != total and all(a > 0 for _, a in items):
+                quantum = balance_quantum(self.program.checked, balance)
+                shares = allocate([a for _, a in items], total, quantum)
+                out[balance] = [(e, s) for (e, _), s in zip(items, shares)]
+        return out
+
+    # -------------------------------------------------------------- which lines an award came from
+
+    def line_weights(self, node: ast.Award | None, outcome: Outcome) -> tuple[Decimal, ...] | None:
+        """Per cart line, the weight an award was earned on (None: a fixed bonus, not line-based)."""
+        event = outcome.event
+        if node is None or node.rate is None or event is None or not event.items:
+            return None
+        condition = node.items_filter
+        if condition is None and node.source is not None and not node.items_source:
+            sums = [n for n in iter_nodes(node.source) if isinstance(n, ast.SumItems)]
+            if len(sums) == 1:
+                condition = sums[0].condition
+        if condition is not None:
+            matches = self.program.item_matches(condition, outcome)
+        else:
+            matches = (True,) * len(event.items)
+        if node.rate == "item":
+            weights = tuple(item.quantity if m else ZERO for item, m in zip(event.items, matches))
+        else:
+            weights = tuple(item.amount if m else ZERO for item, m in zip(event.items, matches))
+        return weights if any(weights) else None
+
+    # -------------------------------------------------------------- coupons, messages, tiers
+
+    def issue_coupon(self, record, template_code, source, rule, at, n, notes) -> str | None:
+        template = self.program.checked.coupons.get(template_code)
+        member_id = record.member.id
+        if template is None:
+            notes.append(f"coupon {template_code} is not defined by this program")
+            return None
+        if template.per_member is not None and self.store.coupon_count(template_code, member_id) >= template.per_member:
+            notes.append(f"coupon {template_code} not issued: limit {template.per_member} per member reached")
+            return None
+        if template.total is not None and self.store.coupon_count(template_code) >= template.total:
+            notes.append(f"coupon {template_code} not issued: limit {template.total} in total reached")
+            return None
+        day = at.astimezone(self.tz).date()
+        if template.valid_days is not None:
+            valid_until = day + dt.timedelta(days=template.valid_days - 1)
+        else:
+            valid_until = template.valid_until
+        code = f"{template_code}-{short_code(source, rule or '', str(n))}"
+        self.store.add_coupon(
+            CouponRecord(code, template_code, member_id, "issued", at, valid_until, source, rule, self.program.version)
+        )
+        return code
+
+    def queue_message(self, record, effect, source, at, n) -> bool:
+        member = record.member
+        address = member.email if effect.channel == "email" else member.phone if effect.channel == "sms" else None
+        return self.store.add_message(
+            Message(
+                f"{source}:{n}",
+                member.id,
+                effect.channel,
+                effect.text,
+                effect.rule or source,
+                at,
+                effect.subject,
+                address,
+            )
+        )
+
+    def change_tier(self, record: MemberRecord, tier: str, at: dt.datetime, reason: str, source: str | None) -> None:
+        before = record.member.tier
+        day = at.astimezone(self.tz).date()
+        record.member = _with_tier(record.member, tier)
+        record.tier_since = day
+        record.grace_until = None
+        review = self.program.checked.tiers.review if self.program.checked.tiers else None
+        record.tier_review = shift(day, review.every_months, "month") if review else None
+        self.store.add_tier_change(record.member.id, before, tier, at, reason, source)
+
+    # -------------------------------------------------------------- limits and budgets
+
+    def _record_limits_and_budgets(self, record, outcome: Outcome, effects, at, source) -> None:
+        fired = outcome.fired
+        if not fired:
+            return
+        awarded: dict[str, dict[str, Decimal]] = {}
+        for effect in effects:
+            if effect.rule is None:
+                continue
+            per = awarded.setdefault(effect.rule, {})
+            if effect.type == "award":
+                per[effect.balance] = per.get(effect.balance, ZERO) + effect.points
+            elif effect.type == "coupon":
+                per["coupons"] = per.get("coupons", ZERO) + ONE
+        for name in fired:
+            plan = self.plans.get(name)
+            if plan is None:
+                continue
+            if plan.rule.limits:
+                prefix = "trigger:" if isinstance(plan.rule, ast.Trigger) else "rule:"
+                self.store.add_firing(record.member.id, prefix + name, at, source)
+            for key, _amount, unit in plan.budgets:
+                used = awarded.get(name, {}).get(unit, ZERO)
+                if used:
+                    self.store.add_budget(key, used)
+
+    # -------------------------------------------------------------- statistics
+
+    def record_activity(self, record: MemberRecord, event: Event, points: Decimal) -> None:
+        """Statistics of one event: per local day (for windows) and lifetime (on the member)."""
+        day = event.at.astimezone(self.tz).date()
+        stats: dict[str, Decimal] = {}
+        if event.type == "purchase":
+            stats["spend"] = event.net_amount
+            stats["purchases"] = ONE
+        if event.type in VISIT_TYPES:
+            stats["visits"] = ONE
+        nights = event.attributes.get("nights")
+        if nights is not None:
+            stats["nights"] = Decimal(str(nights))
+        if points > 0:
+            stats["points_earned"] = points
+        self.add_stats(record, day, event.id, stats, event.at)
+        if event.type == "purchase":
+            if record.first_purchase is None or event.at < record.first_purchase:
+                record.first_purchase = event.at
+            if record.last_purchase is None or event.at > record.last_purchase:
+                record.last_purchase = event.at
+
+    def add_stats(self, record, day, source, stats: dict[str, Decimal], at: dt.datetime | None) -> None:
+        stats = {k: v for k, v in stats.items() if v}
+        if not stats:
+            return
+        self.store.add_activity(record.member.id, day, source, stats)
+        for name, value in stats.items():
+            record.lifetime[name] = record.lifetime.get(name, ZERO) + value
+        if at is not None and (record.last_activity is None or at > record.last_activity):
+            record.last_activity = at
+
+
+def _with_tier(member, tier):
+    import attrs
+
+    return attrs.evolve(member, tier=tier)

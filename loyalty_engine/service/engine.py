@@ -1,0 +1,477 @@
+"""The engine facade for embedding: one program, one store, atomic and idempotent processing.
+
+>>> engine = Engine.open("dsl/examples/coffee_chain.loy", store=":memory:")   # doctest: +SKIP
+>>> engine.process(purchase).points                                           # doctest: +SKIP
+>>> engine.member("m-42").balances["points"].available                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import zoneinfo
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..engine.outcome import Outcome
+from ..errors import ConflictError, InputError, RefusedError
+from ..model import Event, Member
+from ..program import Program, load_program
+from ..store.base import MemberRecord, Store, StoredEvent
+from ..store.sqlite import SQLiteStore
+from ..wire import canonical_json, structure_event, structure_member
+from . import coupons as coupon_ops
+from .apply import Applier
+from .history import ContextBuilder, shift
+from .ledger import Ledger
+from .refunds import Refunds
+from .results import Result
+
+ZERO = Decimal(0)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Engine:
+    """Processes events and operations for one program against one store.
+
+    Every method that writes runs in one store transaction and is idempotent on
+    its id (the event id, or the ``reference`` of an operation): the same id
+    again returns the first result and changes nothing; the same id with a
+    different payload raises :class:`ConflictError`. Business refusals raise
+    :class:`RefusedError` with a ``code`` and a readable ``reason``.
+    """
+
+    def __init__(self, program: Program, store: Store, clock: Callable[[], dt.datetime] = utc_now):
+        self.program = program
+        self.store = store
+        self.clock = clock
+        self.tz = zoneinfo.ZoneInfo(program.timezone)
+        self.context = ContextBuilder(program, store)
+        self.ledger = Ledger(program, store, self.tz)
+        self.applier = Applier(program, store, self.ledger, self.tz)
+        self.refunds = Refunds(self)
+        sources = {path: "\n".join(lines) for path, lines in program.sources.texts.items()}
+        with store.transaction():
+            store.ensure_program(program.version, program.name, sources)
+
+    @classmethod
+    def open(
+        cls,
+        program: Program | str | Path,
+        store: Store | str | Path = "loyalty.db",
+        *,
+        synchronous: str = "FULL",
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> Engine:
+        """Load ``program`` (a path or a loaded Program) and open ``store`` (a Store or a SQLite path)."""
+        if not isinstance(program, Program):
+            program = load_program(program)
+        if isinstance(store, (str, Path)):
+            store = SQLiteStore(store, synchronous=synchronous)
+        return cls(program, store, clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- helpers
+
+    def local_day(self, when: dt.datetime) -> dt.date:
+        return when.astimezone(self.tz).date()
+
+    def to_event(self, event: Event | Mapping[str, Any]) -> Event:
+        if isinstance(event, Event):
+            return event
+        return structure_event(dict(event), self.program.event_types)
+
+    def _check_type(self, event: Event) -> None:
+        if event.type not in self.program.event_types:
+            raise InputError([("type", f"'{event.type}' is not an event type this program knows")], "event")
+
+    def new_record(self, member: Member | str, at: dt.datetime) -> MemberRecord:
+        """A member the store has not seen: joined on the day of ``at`` and at the entry tier."""
+        if isinstance(member, str):
+            member = Member(member)
+        day = self.local_day(at)
+        if member.joined is None:
+            member = attrs.evolve(member, joined=day)
+        record = MemberRecord(member, at)
+        tiers = self.program.checked.tiers
+        if tiers is not None and member.tier is None and tiers.levels and tiers.levels[0].threshold <= 0:
+            record.member = attrs.evolve(member, tier=tiers.levels[0].name.name)
+            record.tier_since = member.joined
+            record.tier_review = shift(member.joined, tiers.review.every_months, "month") if tiers.review else None
+        return record
+
+    def _record(self, member_id: str, at: dt.datetime) -> MemberRecord:
+        return self.store.load_member(member_id) or self.new_record(member_id, at)
+
+    def _existing(self, member_id: str) -> MemberRecord:
+        record = self.store.load_member(member_id)
+        if record is None:
+            raise RefusedError("unknown_member", f"member '{member_id}' is not known")
+        return record
+
+    def _idempotent(self, op_id: str, kind: str, member: str | None, payload: str, apply: Callable[[str], Result]):
+        """Run ``apply`` once per ``op_id`` inside one transaction and store its result."""
+        if not op_id:
+            raise InputError([("id", "an id (or reference) is required so that a retry is not applied twice")], kind)
+        digest = hashlib.sha256(payload.encode()).hexdigest()
+        with self.store.transaction():
+            stored = self.store.get_event(op_id)
+            if stored is not None:
+                if stored.hash != digest:
+                    raise ConflictError(op_id)
+                return Result.from_json(stored.outcome, duplicate=True)
+            result = apply(digest)
+        return result
+
+    def _store_result(self, result: Result, digest: str, payload: str, at, original=None) -> None:
+        self.store.put_event(
+            StoredEvent(
+                result.id,
+                result.kind,
+                result.member,
+                digest,
+                at,
+                result.status,
+                payload,
+                result.to_json(),
+                self.program.version,
+                original,
+            )
+        )
+
+    @staticmethod
+    def _summary(entries) -> tuple[dict[str, Decimal], tuple[dict, ...]]:
+        totals: dict[str, Decimal] = {}
+        rows = []
+        for e in entries:
+            totals[e.balance] = totals.get(e.balance, ZERO) + e.amount
+            row = {"balance": e.balance, "kind": e.kind, "amount": str(e.amount), "rule": e.rule}
+            if e.shortfall:
+                row["shortfall"] = str(e.shortfall)
+            rows.append(row)
+        return totals, tuple(rows)
+
+    # -------------------------------------------------------------- events
+
+    def preview(self, event: Event | Mapping[str, Any], as_of: dt.datetime | None = None) -> Outcome:
+        """What ``event`` would earn now, with explanations. Reads the store, writes nothing."""
+        ev = self.to_event(event)
+        self._check_type(ev)
+        record = self._record(ev.member, ev.at)
+        context = self.context.build(record, self.local_day(as_of or ev.at))
+        return self.program.evaluate(ev, context, as_of)
+
+    def process(self, event: Event | Mapping[str, Any]) -> Result:
+        """Apply ``event`` atomically: all its effects or none. Idempotent on the event id."""
+        ev = self.to_event(event)
+        self._check_type(ev)
+        payload = canonical_json(ev)
+        if ev.type == "refund":
+            return self._idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._refund(ev, payload, d))
+        return self._idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._apply(ev, payload, d))
+
+    def _apply(self, ev: Event, payload: str, digest: str) -> Result:
+        record = self._record(ev.member, ev.at)
+        if ev.type == "signup":
+            record.member = _signup_fields(record.member, ev)
+        if not record.stored:
+            self.store.save_member(record)
+        context = self.context.build(record, self.local_day(ev.at))
+        outcome = self.program.evaluate(ev, context)
+        entries, coupons, tier, messages, notes = self.applier.apply(record, outcome, ev.id, ev.at, ev)
+        earned = sum((e.amount for e in entries if e.balance == "points" and e.kind == "earn"), ZERO)
+        self.applier.record_activity(record, ev, earned)
+        totals, rows = self._summary(entries)
+        result = Result(
+            ev.id, ev.type, ev.member, "applied", totals, tuple(coupons), tier, messages, rows, tuple(notes)
+        )
+        result = attrs.evolve(result, outcome=outcome)
+        self._store_result(result, digest, payload, ev.at)
+        for parked in self.store.parked_refunds(ev.id) if ev.type == "purchase" else ():
+            self.store.save_member(record)
+            refund = structure_event(json.loads(parked.payload), self.program.event_types)
+            self._store_result(
+                self._refund_now(record, refund, parked.id), parked.hash, parked.payload, refund.at, ev.id
+            )
+        self.store.save_member(record)
+        return result
+
+    def _refund(self, ev: Event, payload: str, digest: str) -> Result:
+        if not ev.original:
+            raise InputError([("original", "a refund must name the purchase it refunds")], "event")
+        stored = self.store.get_event(ev.original)
+        if stored is None or stored.status == "parked":
+            result = Result(
+                ev.id, "refund", ev.member, "parked", notes=(f"waiting for purchase '{ev.original}' to arrive",)
+            )
+            self._store_result(result, digest, payload, ev.at, ev.original)
+            return result
+        record = self._existing(ev.member)
+        result = self._refund_now(record, ev, ev.id)
+        self._store_result(result, digest, payload, ev.at, ev.original)
+        self.store.save_member(record)
+        return result
+
+    def _refund_now(self, record: MemberRecord, ev: Event, refund_id: str) -> Result:
+        stored = self.store.get_event(ev.original)
+        entries, notes, refunded = self.refunds.apply(record, ev, stored)
+        totals, rows = self._summary(entries)
+        return Result(
+            refund_id,
+            "refund",
+            ev.member,
+            "applied",
+            totals,
+            (),
+            None,
+            0,
+            rows,
+            tuple(notes),
+            {"refunded": str(refunded)},
+        )
+
+    # -------------------------------------------------------------- points operations
+
+    def redeem_points(
+        self,
+        member: str,
+        points: Decimal | int | str,
+        reference: str,
+        balance: str = "points",
+        at: dt.datetime | None = None,
+    ) -> Result:
+        """Spend ``points`` (first the ones that expire soonest). Refused when the balance is short."""
+        amount = self._amount(points, balance, "points")
+        payload = _op_payload("redeem", member=member, points=amount, balance=balance, at=at)
+        at = self._when(at)
+
+        def apply(digest: str) -> Result:
+            record = self._existing(member)
+            day = self.local_day(at)
+            available, pending = self.ledger.available(record, balance, day)
+            if amount > available:
+                waiting = sum((a for _, a in pending), ZERO)
+                more = f" ({waiting} more pending)" if waiting else ""
+                raise RefusedError(
+                    "insufficient_balance",
+                    f"member '{member}' has {available} {balance} available{more}; {amount} asked",
+                )
+            entries = self.ledger.post(record, balance, "redeem", -amount, at, event=reference, spend_pending=False)
+            stats = {"points_redeemed": amount} if balance == "points" else {}
+            self.applier.add_stats(record, day, reference, stats, at)
+            record.last_activity = max(record.last_activity or at, at)
+            self.store.save_member(record)
+            totals, rows = self._summary(entries)
+            result = Result(reference, "redeem", member, "applied", totals, entries=rows)
+            self._store_result(result, digest, payload, at)
+            return result
+
+        return self._idempotent(reference, "redeem", member, payload, apply)
+
+    def adjust(
+        self,
+        member: str,
+        points: Decimal | int | str,
+        reason: str,
+        reference: str,
+        balance: str = "points",
+        at: dt.datetime | None = None,
+    ) -> Result:
+        """A manual correction (positive or negative) with its reason, as its own ledger entry."""
+        amount = self._amount(points, balance, "points", signed=True)
+        if not reason or not str(reason).strip():
+            raise InputError([("reason", "an adjustment needs a reason")], "adjustment")
+        payload = _op_payload("adjust", member=member, points=amount, balance=balance, reason=reason, at=at)
+        at = self._when(at)
+
+        def apply(digest: str) -> Result:
+            record = self._existing(member)
+            entries = self.ledger.post(record, balance, "adjust", amount, at, event=reference, reason=reason)
+            self.store.save_member(record)
+            totals, rows = self._summary(entries)
+            result = Result(reference, "adjust", member, "applied", totals, entries=rows)
+            self._store_result(result, digest, payload, at)
+            return result
+
+        return self._idempotent(reference, "adjust", member, payload, apply)
+
+    def transfer(
+        self,
+        from_member: str,
+        to_member: str,
+        points: Decimal | int | str,
+        reference: str,
+        balance: str = "points",
+        at: dt.datetime | None = None,
+    ) -> Result:
+        """Move points between two members, where the program says ``points can be transferred``."""
+        amount = self._amount(points, balance, "points")
+        info = self.program.checked.balances.get(balance)
+        if info is None or not info.transferable:
+            raise RefusedError(
+                "not_transferable",
+                f"this program does not allow {balance} to be transferred (add '{balance} can be "
+                "transferred' to the program block)",
+            )
+        if from_member == to_member:
+            raise RefusedError("same_member", "a transfer needs two different members")
+        payload = _op_payload("transfer", member=from_member, to=to_member, points=amount, balance=balance, at=at)
+        at = self._when(at)
+
+        def apply(digest: str) -> Result:
+            source = self._existing(from_member)
+            target = self._existing(to_member)
+            available, _ = self.ledger.available(source, balance, self.local_day(at))
+            if amount > available:
+                raise RefusedError(
+                    "insufficient_balance",
+                    f"member '{from_member}' has {available} {balance} available; {amount} asked",
+                )
+            out = self.ledger.post(
+                source,
+                balance,
+                "transfer_out",
+                -amount,
+                at,
+                event=reference,
+                reason=f"to {to_member}",
+                spend_pending=False,
+            )
+            into = self.ledger.post(
+                target, balance, "transfer_in", amount, at, event=reference, reason=f"from {from_member}"
+            )
+            for record in (source, target):
+                record.last_activity = max(record.last_activity or at, at)
+                self.store.save_member(record)
+            totals, rows = self._summary(out)
+            result = Result(
+                reference, "transfer", from_member, "applied", totals, entries=rows + self._summary(into)[1]
+            )
+            self._store_result(result, digest, payload, at)
+            return result
+
+        return self._idempotent(reference, "transfer", from_member, payload, apply)
+
+    def _amount(self, value, balance: str, what: str, signed: bool = False) -> Decimal:
+        if balance not in self.program.checked.balances:
+            raise InputError([("balance", f"'{balance}' is not a balance of this program")], what)
+        try:
+            amount = Decimal(str(value))
+        except ArithmeticError:
+            raise InputError([(what, f"{value!r} is not a number")], what) from None
+        if not amount.is_finite() or (amount <= 0 and not signed) or amount == 0:
+            raise InputError([(what, f"must be {'non-zero' if signed else 'positive'} (got {value})")], what)
+        if not self.program.checked.balances[balance].money and amount != amount.to_integral_value():
+            raise InputError([(what, f"{balance} are whole numbers (got {value})")], what)
+        return amount
+
+    def _when(self, at: dt.datetime | None) -> dt.datetime:
+        at = at or self.clock()
+        if at.utcoffset() is None:
+            raise InputError([("at", "must be timezone-aware")], "operation")
+        return at
+
+    # -------------------------------------------------------------- coupons
+
+    def reserve_coupon(
+        self, code: str, checkout: str, at: dt.datetime | None = None, hold: dt.timedelta = dt.timedelta(minutes=15)
+    ):
+        """Hold a coupon for one checkout, so another till cannot spend it meanwhile."""
+        return coupon_ops.reserve(self, code, checkout, self._when(at), hold)
+
+    def release_coupon(self, code: str, checkout: str, at: dt.datetime | None = None):
+        """Give back a coupon a checkout had reserved (e.g. the basket was abandoned)."""
+        return coupon_ops.release(self, code, checkout, self._when(at))
+
+    def redeem_coupon(
+        self,
+        code: str,
+        purchase: Event | Mapping[str, Any],
+        reference: str | None = None,
+        checkout: str | None = None,
+    ) -> Result:
+        """Spend a coupon on ``purchase``: checks validity, limits, minimum spend and categories.
+
+        Returns a result whose ``value["discount"]`` is the amount off.
+        """
+        return coupon_ops.redeem(self, code, self.to_event(purchase), reference, checkout)
+
+    # -------------------------------------------------------------- members
+
+    def upsert_member(self, member: Member | Mapping[str, Any], at: dt.datetime | None = None) -> MemberRecord:
+        """Create a member or update their details (name, birthday, contact, attributes)."""
+        if not isinstance(member, Member):
+            member = structure_member(dict(member), self.program.checked.schema.member_attributes)
+        at = self._when(at)
+        with self.store.transaction():
+            record = self.store.load_member(member.id)
+            if record is None:
+                record = self.new_record(member, at)
+            else:
+                record.member = attrs.evolve(
+                    member, tier=record.member.tier, joined=member.joined or record.member.joined
+                )
+            self.store.save_member(record)
+        return record
+
+    def member(self, member_id: str, at: dt.datetime | None = None):
+        """Everything about a member: balances, pending and expiring points, tier progress, coupons, history."""
+        from .views import member_view
+
+        return member_view(self, member_id, self._when(at))
+
+    # -------------------------------------------------------------- time-driven work
+
+    def run_triggers(self, as_of: dt.datetime | dt.date, progress: Callable[[int], None] | None = None):
+        """Expiry, tier review and retention triggers for one local day. Safe to run again."""
+        from .schedule import run_day
+
+        return run_day(self, as_of, progress)
+
+    def deliver(self, channels: Mapping[str, Any], now: dt.datetime | None = None, **options):
+        """Hand queued messages to channels, with retries and backoff (see :mod:`.outbox`)."""
+        from .outbox import deliver
+
+        return deliver(self.store, channels, self._when(now), **options)
+
+
+def _signup_fields(member: Member, ev: Event) -> Member:
+    changes = {}
+    for name in ("name", "email", "phone"):
+        if ev.attributes.get(name):
+            changes[name] = str(ev.attributes[name])
+    if ev.attributes.get("birthday"):
+        try:
+            changes["birthday"] = dt.date.fromisoformat(str(ev.attributes["birthday"]))
+        except ValueError:
+            raise InputError(
+                [("birthday", f"{ev.attributes['birthday']!r} is not a date (YYYY-MM-DD)")], "event"
+            ) from None
+    return attrs.evolve(member, **changes) if changes else member
+
+
+def _op_payload(kind: str, **fields) -> str:
+    """The payload an operation's reference is checked against (a time the clock chose is left out)."""
+    data = {
+        k: (format(v.normalize(), "f") if isinstance(v, Decimal) else v) for k, v in fields.items() if v is not None
+    }
+    data["kind"] = kind
+    if isinstance(data.get("at"), dt.datetime):
+        data["at"] = data["at"].isoformat()
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,169 @@
+"""Posting to the ledger: entries, lots, first-in first-out spending, and debts.
+
+Invariants kept here (and checked by the property tests):
+
+- a member's balance is the sum of their ledger entries;
+- the open lots of a balance add up to the balance whenever it is not negative;
+- a lot never goes below zero.
+
+A debit larger than what is left follows the balance's policy: by default the
+balance stops at zero and the shortfall is recorded as a debt, repaid first
+from later earnings; with ``points may go negative`` the balance goes below zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from ..program import Program
+from ..store.base import LedgerEntry, Lot, MemberRecord
+from .history import lot_expiry, new_lot_expiry
+
+ZERO = Decimal(0)
+
+
+class Ledger:
+    """Posts entries for one program on one store (inside the caller's transaction)."""
+
+    def __init__(self, program: Program, store, tz):
+        self.program = program
+        self.store = store
+        self.tz = tz
+
+    def post(
+        self,
+        record: MemberRecord,
+        balance: str,
+        kind: str,
+        amount: Decimal,
+        at: dt.datetime,
+        *,
+        event: str | None = None,
+        rule: str | None = None,
+        lines: tuple[Decimal, ...] | None = None,
+        reverses: int | None = None,
+        reason: str | None = None,
+        prefer_lot: int | None = None,
+        spend_pending: bool = True,
+        expires_on: dt.date | None = None,
+    ) -> list[LedgerEntry]:
+        """Post ``amount`` (signed) and return the entries written (with a debt entry when one is due)."""
+        if amount == 0:
+            return []
+        day = at.astimezone(self.tz).date()
+        if amount > 0:
+            return self._credit(
+                record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, expires_on
+            )
+        return self._debit(
+            record, balance, kind, -amount, at, day, event, rule, lines, reverses, reason, prefer_lot, spend_pending
+        )
+
+    def _entry(
+        self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, shortfall=None
+    ) -> LedgerEntry:
+        entry = LedgerEntry(
+            record.member.id,
+            balance,
+            kind,
+            amount,
+            at,
+            day,
+            event,
+            rule,
+            self.program.version,
+            lines,
+            reverses,
+            reason,
+            shortfall=shortfall,
+        )
+        (entry_id,) = self.store.add_entries([entry])
+        record.balances[balance] = record.balances.get(balance, ZERO) + amount
+        return _with_id(entry, entry_id)
+
+    def _credit(self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, expires_on):
+        before = record.balances.get(balance, ZERO)
+        entry = self._entry(record, balance, kind, amount, at, day, event, rule, lines, reverses, reason)
+        remaining = amount + before if before < 0 else amount  # a negative balance is filled first
+        if remaining > 0:
+            info = self.program.checked.balances[balance]
+            releases = day + dt.timedelta(days=info.pending_days) if info.pending_days and kind == "earn" else None
+            expiry = expires_on if expires_on is not None else new_lot_expiry(self.program, record, balance, day)
+            self.store.add_lots([Lot(entry.id, record.member.id, balance, amount, remaining, day, releases, expiry)])
+        written = [entry]
+        debt = record.debts.get(balance, ZERO)
+        if debt > 0 and kind not in ("reverse", "debt"):
+            repay = min(debt, record.balances[balance])
+            if repay > 0:
+                record.debts[balance] = debt - repay
+                written += self._debit(
+                    record,
+                    balance,
+                    "debt",
+                    repay,
+                    at,
+                    day,
+                    event,
+                    None,
+                    None,
+                    None,
+                    "repays an earlier shortfall",
+                    None,
+                    True,
+                )
+        return written
+
+    def _debit(
+        self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, prefer_lot, spend_pending
+    ):
+        lots = self.spendable(record, balance, day, spend_pending)
+        if prefer_lot is not None:
+            lots.sort(key=lambda lot: lot.id != prefer_lot)  # its own lot first, then FIFO
+        available = sum((lot.remaining for lot in lots), ZERO)
+        info = self.program.checked.balances[balance]
+        posted = amount
+        shortfall = None
+        if amount > available and not info.may_go_negative:
+            posted = available
+            shortfall = amount - available
+            record.debts[balance] = record.debts.get(balance, ZERO) + shortfall
+            reason = (reason + "; " if reason else "") + f"shortfall {shortfall} recorded as debt"
+        entry = self._entry(
+            record, balance, kind, -posted if posted else ZERO, at, day, event, rule, lines, reverses, reason, shortfall
+        )
+        left = min(posted, available)
+        touched, moves = [], []
+        for lot in lots:
+            if left <= 0:
+                break
+            take = min(lot.remaining, left)
+            if take <= 0:
+                continue
+            lot.remaining -= take
+            left -= take
+            touched.append(lot)
+            moves.append((entry.id, lot.id, take))
+        self.store.update_lots(touched, moves)
+        return [entry]
+
+    def spendable(self, record: MemberRecord, balance: str, day: dt.date, spend_pending: bool) -> list[Lot]:
+        """Open lots in spending order: soonest expiry first, then oldest."""
+        lots = self.store.open_lots(record.member.id, balance)
+        if not spend_pending:
+            lots = [lot for lot in lots if lot.releases_on is None or lot.releases_on <= day]
+        far = dt.date.max
+        return sorted(lots, key=lambda lot: (lot_expiry(self.program, record, lot) or far, lot.id))
+
+    def available(self, record: MemberRecord, balance: str, day: dt.date) -> tuple[Decimal, list[tuple]]:
+        """What can be spent today, and the pending lots as ``(release day, amount)``."""
+        lots = self.store.open_lots(record.member.id, balance)
+        ready = sum((lot.remaining for lot in lots if lot.releases_on is None or lot.releases_on <= day), ZERO)
+        pending = sorted((lot.releases_on, lot.remaining) for lot in lots if lot.releases_on and lot.releases_on > day)
+        return ready, pending
+
+
+def _with_id(entry: LedgerEntry, entry_id: int) -> LedgerEntry:
+    import attrs
+
+    return attrs.evolve(entry, id=entry_id)

@@ -1,0 +1,155 @@
+"""Refunds and returns: take back exactly what the returned lines earned, as new ledger entries.
+
+- Lines are matched to the original purchase by SKU, in cart order; an empty
+  refund returns everything that is left.
+- An entry earned per amount or per item is reversed in proportion to the
+  weight of the returned lines; the reversed total is computed cumulatively, so
+  several partial returns that add up to everything reverse exactly the entry.
+- Fixed bonuses follow the program's policy: by default (``refunds reverse
+  bonuses on full return``) they are reversed when the last line comes back;
+  ``refunds reverse bonuses`` reverses them pro rata to the returned amount;
+  ``refunds keep bonuses`` never does.
+- On a full return, unredeemed coupons the purchase issued are voided and its
+  limit firings freed (unless bonuses are kept).
+- Spend statistics drop on the day of the original purchase, so windows and
+  tier qualification see the purchase as smaller; the refunded amount counts
+  as ``refunds`` on the day of the refund.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from fractions import Fraction
+
+from ..engine.compiler import balance_quantum
+from ..errors import RefusedError
+from ..model import Event
+from ..store.base import MemberRecord
+from ..wire import structure_event
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+
+
+def returned_lines(original: Event, refund: Event, already: dict[int, Decimal], notes: list[str]) -> dict[int, Decimal]:
+    """Quantities returned now per original line index."""
+    left = {i: item.quantity - already.get(i, ZERO) for i, item in enumerate(original.items)}
+    if not refund.items:
+        return {i: q for i, q in left.items() if q > 0}
+    out: dict[int, Decimal] = {}
+    for item in refund.items:
+        lines = [i for i, line in enumerate(original.items) if line.sku == item.sku]
+        if not lines:
+            raise RefusedError("not_in_purchase", f"SKU '{item.sku}' is not in purchase '{original.id}'")
+        wanted = item.quantity
+        for i in lines:
+            take = min(wanted, left[i] - out.get(i, ZERO))
+            if take > 0:
+                out[i] = out.get(i, ZERO) + take
+                wanted -= take
+        if wanted > 0:
+            notes.append(f"{wanted} x {item.sku} asked back but not left to return from '{original.id}'")
+    return out
+
+
+def fraction(weights, returned: dict[int, Decimal], items) -> Fraction:
+    """Share of ``weights`` covered by the returned quantities, exactly (1/3 stays 1/3)."""
+    total = sum((Fraction(w) for w in weights), Fraction(0))
+    if total == 0:
+        return Fraction(0)
+    covered = Fraction(0)
+    for i, w in enumerate(weights):
+        if w:
+            covered += Fraction(w) * min(Fraction(1), Fraction(returned.get(i, ZERO)) / Fraction(items[i].quantity))
+    return min(Fraction(1), covered / total)
+
+
+class Refunds:
+    def __init__(self, service):
+        self.s = service  # the Engine: program, store, ledger, applier
+
+    def apply(self, record: MemberRecord, refund: Event, stored_original) -> tuple[list, list[str], Decimal]:
+        """Reverse what the returned lines earned; returns (entries, notes, refunded amount)."""
+        program, store = self.s.program, self.s.store
+        if stored_original.kind != "purchase":
+            raise RefusedError("not_a_purchase", f"'{refund.original}' is a {stored_original.kind}, not a purchase")
+        if stored_original.member != refund.member:
+            raise RefusedError(
+                "wrong_member", f"purchase '{refund.original}' belongs to member '{stored_original.member}'"
+            )
+        original = structure_event(json.loads(stored_original.payload), program.event_types)
+        notes: list[str] = []
+        before = store.returns(original.id)
+        now = returned_lines(original, refund, before, notes)
+        after = {i: before.get(i, ZERO) + now.get(i, ZERO) for i in range(len(original.items))}
+        full = all(after[i] >= item.quantity for i, item in enumerate(original.items))
+        amounts = tuple(item.amount for item in original.items)
+        policy = program.checked.refund_bonuses
+        entries = store.entries_for_event(original.id)
+        earned = [e for e in entries if e.kind == "earn"]
+        done = store.reversed_amounts([e.id for e in earned])
+        written = []
+        for entry in earned:
+            if entry.lines is not None:
+                share = fraction(entry.lines, after, original.items)
+            elif policy == "reverse":
+                share = fraction(amounts, after, original.items) if original.items else Fraction(1)
+            elif policy == "full":
+                share = Fraction(1 if full else 0)
+            else:
+                share = Fraction(0)
+            target = (
+                entry.amount if share == 1 else _toward_zero(Fraction(entry.amount) * share, program, entry.balance)
+            )
+            change = -target - done.get(entry.id, ZERO)
+            if change == 0 or (change > 0) == (entry.amount > 0):
+                continue
+            written += self.s.ledger.post(
+                record,
+                entry.balance,
+                "reverse",
+                change,
+                refund.at,
+                event=refund.id,
+                rule=entry.rule,
+                reverses=entry.id,
+                reason=f"refund of '{original.id}'",
+                prefer_lot=entry.id,
+            )
+            self._release_budget(entry.rule, entry.balance, change)
+        if full and policy != "keep":
+            for coupon in store.coupons_for_event(original.id):
+                if coupon.status in ("issued", "reserved"):
+                    coupon.status = "void"
+                    store.update_coupon(coupon)
+                    notes.append(f"coupon {coupon.code} voided: its purchase was returned")
+            store.void_firings(original.id)
+        store.add_returns(original.id, refund.id, now)
+        refunded = self._statistics(record, original, refund, now)
+        return written, notes, refunded
+
+    def _release_budget(self, rule: str | None, balance: str, change: Decimal) -> None:
+        plan = self.s.applier.plans.get(rule) if rule else None
+        for key, _amount, unit in plan.budgets if plan else ():
+            if unit == balance:
+                self.s.store.add_budget(key, change)
+
+    def _statistics(self, record, original: Event, refund: Event, now: dict[int, Decimal]) -> Decimal:
+        gross = sum((original.items[i].amount * q / original.items[i].quantity for i, q in now.items()), ZERO)
+        net = gross * original.net_amount / original.amount if original.amount else ZERO
+        net = net.quantize(Decimal("0.0001"))
+        if not net:
+            return ZERO
+        tz = self.s.tz
+        applier = self.s.applier
+        applier.add_stats(record, original.at.astimezone(tz).date(), refund.id, {"spend": -net}, None)
+        applier.add_stats(record, refund.at.astimezone(tz).date(), refund.id, {"refunds": net}, refund.at)
+        return net
+
+
+def _toward_zero(value: Fraction, program, balance: str) -> Decimal:
+    quantum = balance_quantum(program.checked, balance)
+    steps = value / Fraction(quantum)
+    return Decimal(math.trunc(steps)) * quantum

@@ -1,0 +1,79 @@
+"""What processing an event or an operation returns (and stores, so a retry gets the same answer)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from attrs import field, frozen
+
+
+def _num(value: Decimal):
+    return int(value) if value == value.to_integral_value() else str(value)
+
+
+@frozen
+class Result:
+    """The applied result of one event or operation.
+
+    ``totals`` is the change per balance, ``entries`` the ledger lines written
+    (balance, kind, amount, rule), ``coupons`` the codes issued. ``duplicate``
+    is True when the id had been processed before and nothing changed.
+    ``outcome`` is the rule evaluation (with explanations) on first processing.
+    """
+
+    id: str
+    kind: str
+    member: str | None
+    status: str = "applied"  # applied | parked
+    totals: dict[str, Decimal] = field(factory=dict)
+    coupons: tuple[str, ...] = ()
+    tier: str | None = None
+    messages: int = 0
+    entries: tuple[dict[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
+    value: dict[str, Any] = field(factory=dict)  # operation details, e.g. a coupon's discount
+    duplicate: bool = False
+    outcome: Any = field(default=None, eq=False, repr=False)
+
+    @property
+    def points(self) -> int:
+        return int(self.totals.get("points", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "member": self.member,
+            "status": self.status,
+            "totals": {k: _num(v) for k, v in self.totals.items()},
+            "coupons": list(self.coupons),
+            "tier": self.tier,
+            "messages": self.messages,
+            "entries": [dict(e, amount=_num(Decimal(e["amount"]))) for e in self.entries],
+            "notes": list(self.notes),
+            "value": self.value,
+            "duplicate": self.duplicate,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, text: str, duplicate: bool = True) -> Result:
+        data = json.loads(text)
+        return cls(
+            data["id"],
+            data["kind"],
+            data["member"],
+            data["status"],
+            {k: Decimal(str(v)) for k, v in data["totals"].items()},
+            tuple(data["coupons"]),
+            data["tier"],
+            data["messages"],
+            tuple(data["entries"]),
+            tuple(data["notes"]),
+            data.get("value", {}),
+            duplicate,
+        )

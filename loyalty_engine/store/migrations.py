@@ -1,0 +1,250 @@
+"""Versioned schema migrations for the SQLite store: named functions, applied in order.
+
+Each applied migration is recorded in ``_migrations``; opening a database runs
+the ones it has not seen. Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import sqlite_utils
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+
+
+def migration(fn: Callable[[sqlite_utils.Database], None]):
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_members(db: sqlite_utils.Database) -> None:
+    db["members"].create(
+        {
+            "id": str,
+            "name": str,
+            "joined": str,
+            "birthday": str,
+            "email": str,
+            "phone": str,
+            "attributes": str,
+            "tier": str,
+            "tier_since": str,
+            "tier_review": str,  # next review date
+            "grace_until": str,  # end of the grace period after a failed review
+            "first_purchase": str,
+            "last_purchase": str,
+            "last_activity": str,
+            "balances": str,  # JSON {balance: "decimal"}: the sum of the member's ledger entries
+            "debts": str,  # JSON {balance: "decimal"}: reversals that found the balance empty
+            "lifetime": str,  # JSON {statistic: "decimal"}
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"balances", "debts", "lifetime", "attributes", "created_at"},
+    )
+    db["members"].create_index(["last_activity"])
+    db["members"].create_index(["tier_review"])
+    db["members"].create_index(["grace_until"])
+
+
+@migration
+def m002_ledger(db: sqlite_utils.Database) -> None:
+    db["programs"].create({"version": str, "name": str, "sources": str, "first_used": str}, pk="version")
+    db["ledger"].create(
+        {
+            "id": int,
+            "member": str,
+            "balance": str,
+            "kind": str,  # opening earn redeem expire reverse adjust transfer_in transfer_out debt
+            "amount": str,
+            "at": str,
+            "day": str,
+            "event": str,
+            "rule": str,
+            "program": str,
+            "lines": str,  # JSON: per cart line, the weight the entry was earned on (null: not line-based)
+            "reverses": int,
+            "reason": str,
+            "shortfall": str,  # the part of a debit the balance could not cover, recorded as debt
+        },
+        pk="id",
+        not_null={"member", "balance", "kind", "amount", "at", "day"},
+        foreign_keys=[("member", "members", "id"), ("program", "programs", "version")],
+    )
+    db["ledger"].create_index(["member", "balance", "day"])
+    db["ledger"].create_index(["event"])
+    db["ledger"].create_index(["reverses"])
+    db.executescript(
+        """
+        CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+        CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+        """
+    )
+    # A lot is what is left of one positive entry, so expiry and spending can go FIFO.
+    db["lots"].create(
+        {
+            "id": int,  # the ledger entry that created it
+            "member": str,
+            "balance": str,
+            "amount": str,
+            "remaining": str,
+            "earned_on": str,
+            "releases_on": str,  # pending until this day
+            "expires_on": str,  # null: never, or decided by last activity
+            "open": int,
+        },
+        pk="id",
+        foreign_keys=[("id", "ledger", "id")],
+    )
+    db.execute("CREATE INDEX lots_open_member ON lots(member, balance) WHERE open = 1")
+    db.execute("CREATE INDEX lots_open_expiry ON lots(expires_on) WHERE open = 1")
+    db["lot_moves"].create(
+        {"entry": int, "lot": int, "amount": str},
+        foreign_keys=[("entry", "ledger", "id"), ("lot", "lots", "id")],
+    )
+    db["lot_moves"].create_index(["lot"])
+
+
+@migration
+def m003_events(db: sqlite_utils.Database) -> None:
+    db["events"].create(
+        {
+            "id": str,
+            "kind": str,
+            "member": str,
+            "hash": str,
+            "at": str,
+            "program": str,
+            "status": str,  # applied | parked (a refund waiting for its purchase)
+            "original": str,
+            "payload": str,
+            "outcome": str,
+            "processed_at": str,
+        },
+        pk="id",
+        not_null={"kind", "hash", "status"},
+    )
+    db.execute("CREATE INDEX events_parked ON events(original) WHERE status = 'parked'")
+    db["returns"].create(
+        {"purchase": str, "line": int, "quantity": str, "refund": str},
+        foreign_keys=[("purchase", "events", "id")],
+    )
+    db["returns"].create_index(["purchase"])
+    # One row per event and day: money and points in 1/10000 units so SQL sums are exact.
+    db["activity"].create(
+        {
+            "member": str,
+            "day": str,
+            "event": str,
+            "spend": int,
+            "visits": int,
+            "purchases": int,
+            "nights": int,
+            "refunds": int,
+            "points_earned": int,
+            "points_redeemed": int,
+        },
+    )
+    db["activity"].create_index(["member", "day"])
+    db["firings"].create({"member": str, "key": str, "at": str, "event": str})
+    db["firings"].create_index(["member", "key"])
+    db["firings"].create_index(["event"])
+    db["budgets"].create({"key": str, "used": str}, pk="key", not_null={"used"})
+
+
+@migration
+def m004_coupons_tiers(db: sqlite_utils.Database) -> None:
+    db["coupons"].create(
+        {
+            "code": str,
+            "template": str,
+            "member": str,
+            "status": str,  # issued | reserved | redeemed | void
+            "issued_at": str,
+            "valid_until": str,
+            "event": str,
+            "rule": str,
+            "program": str,
+            "reserved_by": str,
+            "reserved_until": str,
+            "redeemed_at": str,
+            "redeemed_ref": str,
+            "discount": str,
+        },
+        pk="code",
+        not_null={"template", "member", "status", "issued_at"},
+        foreign_keys=[("member", "members", "id")],
+    )
+    db["coupons"].create_index(["member", "template"])
+    db["coupons"].create_index(["event"])
+    db["coupon_counts"].create({"template": str, "issued": int, "redeemed": int}, pk="template")
+    db["tier_history"].create(
+        {"id": int, "member": str, "from_tier": str, "to_tier": str, "at": str, "reason": str, "event": str},
+        pk="id",
+        foreign_keys=[("member", "members", "id")],
+    )
+    db["tier_history"].create_index(["member"])
+
+
+@migration
+def m005_outbox_and_runs(db: sqlite_utils.Database) -> None:
+    db["outbox"].create(
+        {
+            "id": int,
+            "dedupe_key": str,
+            "member": str,
+            "channel": str,
+            "address": str,
+            "subject": str,
+            "body": str,
+            "source": str,
+            "created_at": str,
+            "status": str,  # pending | sent | dead
+            "attempts": int,
+            "next_attempt": str,
+            "claim": str,
+            "claimed_until": str,
+            "last_error": str,
+            "sent_at": str,
+        },
+        pk="id",
+        not_null={"dedupe_key", "channel", "body", "status", "created_at"},
+    )
+    db["outbox"].create_index(["dedupe_key"], unique=True)
+    db.execute("CREATE INDEX outbox_due ON outbox(next_attempt) WHERE status = 'pending'")
+    # Scheduled work per local day: triggers resume after the last member done.
+    db["schedule_runs"].create({"day": str, "last_member": str, "done": int}, pk="day")
+
+
+def applied(db: sqlite_utils.Database) -> set[str]:
+    if "_migrations" not in db.table_names():
+        return set()
+    return {row["name"] for row in db.query("SELECT name FROM _migrations")}
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations, each in its own IMMEDIATE transaction; return their names."""
+    done: list[str] = []
+    for fn in MIGRATIONS:
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            db.conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+            if fn.__name__ in applied(db):
+                db.conn.execute("COMMIT")
+                continue
+            fn(db)
+            db.conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (fn.__name__, dt.datetime.now(dt.UTC).isoformat()),
+            )
+            db.conn.execute("COMMIT")
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        done.append(fn.__name__)
+    return done

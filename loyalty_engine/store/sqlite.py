@@ -1,0 +1,783 @@
+"""The embedded default store: one SQLite file, schema by sqlite-utils, hot path on the raw connection.
+
+Settings that matter (see docs/store.md):
+
+- WAL journal, ``busy_timeout`` (default 5 s), foreign keys on;
+- every write transaction starts with ``BEGIN IMMEDIATE``, so a writer waits
+  for the lock up front instead of failing half-way ("database is locked"
+  from an upgraded deferred transaction ignores the busy timeout);
+- ``synchronous=FULL`` by default (a commit survives power loss); ``NORMAL``
+  is allowed and survives application crashes but may lose the last commits
+  on power loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import StoreError
+from ..model import Member
+from .base import (
+    ACTIVITY_STATS,
+    CouponRecord,
+    LedgerEntry,
+    Lot,
+    MemberRecord,
+    Message,
+    StoredEvent,
+    chunks,
+    from_date,
+    from_datetime,
+    iso,
+)
+from .migrations import migrate
+
+SCALE = Decimal(10000)  # activity statistics are stored in 1/10000 units
+SYNCHRONOUS = ("FULL", "NORMAL")
+_MEMBER_COLUMNS = (
+    "id, name, joined, birthday, email, phone, attributes, tier, tier_since, tier_review, grace_until, "
+    "first_purchase, last_purchase, last_activity, balances, debts, lifetime, created_at"
+)
+
+
+def _dec_map(text: str | None) -> dict[str, Decimal]:
+    return {k: Decimal(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def _enc_map(values: dict[str, Decimal]) -> str:
+    return json.dumps({k: str(v) for k, v in values.items() if v}, ensure_ascii=False, sort_keys=True)
+
+
+def _scaled(value: Decimal) -> int:
+    return int((Decimal(value) * SCALE).to_integral_value())
+
+
+class SQLiteStore:
+    """A :class:`~loyalty_engine.store.base.Store` on one SQLite file (or ``":memory:"``).
+
+    One store object holds one connection: use one per thread or process.
+    """
+
+    def __init__(self, path: str | Path = "loyalty.db", synchronous: str = "FULL", busy_timeout: float = 5.0):
+        synchronous = synchronous.upper()
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)} (got {synchronous!r})")
+        if busy_timeout < 5:
+            raise ValueError(f"busy_timeout must be at least 5 seconds (got {busy_timeout})")
+        self.path = str(path)
+        self.synchronous = synchronous
+        try:
+            self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if self.path != ":memory:":
+            self._retry_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
+        self.conn.execute(f"PRAGMA synchronous = {synchronous}")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.db = sqlite_utils.Database(self.conn)
+        self._depth = 0
+        self._savepoints = 0
+        self._retry_locked(lambda: migrate(self.db))
+
+    @staticmethod
+    def _retry_locked(fn, attempts: int = 50):
+        for n in range(attempts):
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or n == attempts - 1:
+                    raise
+                time.sleep(0.05)
+        return None  # pragma: no cover
+
+    # -------------------------------------------------------------- transactions
+
+    @contextmanager
+    def transaction(self):
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; inside a batch or another transaction, a savepoint."""
+        if self._depth:
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield self
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._rollback()
+            raise
+        else:
+            self._commit()
+        finally:
+            self._depth = 0
+
+    batch = transaction
+
+    def _begin(self) -> None:
+        try:
+            self._retry_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
+
+    def _commit(self) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(f"commit failed on {self.path}, nothing was written: {exc}") from exc
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (e.g. disk full)
+                self.conn.execute("ROLLBACK")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def integrity_check(self) -> str:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -------------------------------------------------------------- programs
+
+    def ensure_program(self, version: str, name: str, sources: dict[str, str]) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO programs (version, name, sources, first_used) VALUES (?, ?, ?, ?)",
+            (version, name, json.dumps(sources, ensure_ascii=False), dt.datetime.now(dt.UTC).isoformat()),
+        )
+
+    def program_sources(self, version: str) -> dict[str, str] | None:
+        row = self.conn.execute("SELECT sources FROM programs WHERE version = ?", (version,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -------------------------------------------------------------- events
+
+    def get_event(self, event_id: str) -> StoredEvent | None:
+        row = self.conn.execute(
+            "SELECT id, kind, member, hash, at, status, payload, outcome, program, original FROM events WHERE id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredEvent(row[0], row[1], row[2], row[3], from_datetime(row[4]), *row[5:])
+
+    def put_event(self, event: StoredEvent) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO events (id, kind, member, hash, at, status, original, payload, outcome, program, "
+            "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.id,
+                event.kind,
+                event.member,
+                event.hash,
+                iso(event.at),
+                event.status,
+                event.original,
+                event.payload,
+                event.outcome,
+                event.program,
+                dt.datetime.now(dt.UTC).isoformat(),
+            ),
+        )
+
+    def parked_refunds(self, original: str) -> list[StoredEvent]:
+        rows = self.conn.execute("SELECT id FROM events WHERE original = ? AND status = 'parked'", (original,))
+        return [e for (i,) in rows.fetchall() if (e := self.get_event(i)) is not None]
+
+    def events(self, kind: str | None = None) -> Iterable[StoredEvent]:
+        sql = "SELECT id FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY rowid"
+        for (event_id,) in self.conn.execute(sql, (kind,) if kind else ()).fetchall():
+            event = self.get_event(event_id)
+            if event is not None:
+                yield event
+
+    # -------------------------------------------------------------- members
+
+    def _member(self, row) -> MemberRecord:
+        member = Member(
+            row[0],
+            row[1],
+            from_date(row[2]),
+            from_date(row[3]),
+            row[7],
+            row[4],
+            row[5],
+            json.loads(row[6]) if row[6] and row[6] != "{}" else {},
+        )
+        return MemberRecord(
+            member,
+            from_datetime(row[17]),
+            from_date(row[8]),
+            from_date(row[9]),
+            from_date(row[10]),
+            from_datetime(row[11]),
+            from_datetime(row[12]),
+            from_datetime(row[13]),
+            _dec_map(row[14]),
+            _dec_map(row[15]),
+            _dec_map(row[16]),
+            True,
+        )
+
+    def load_member(self, member_id: str) -> MemberRecord | None:
+        row = self.conn.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = ?", (member_id,)).fetchone()
+        return None if row is None else self._member(row)
+
+    def save_member(self, record: MemberRecord) -> None:
+        m = record.member
+        values = (
+            m.id,
+            m.name,
+            iso(m.joined),
+            iso(m.birthday),
+            m.email,
+            m.phone,
+            json.dumps(dict(m.attributes), ensure_ascii=False, default=str) if m.attributes else "{}",
+            m.tier,
+            iso(record.tier_since),
+            iso(record.tier_review),
+            iso(record.grace_until),
+            iso(record.first_purchase),
+            iso(record.last_purchase),
+            iso(record.last_activity),
+            _enc_map(record.balances),
+            _enc_map(record.debts),
+            _enc_map(record.lifetime),
+            iso(record.created_at),
+        )
+        if record.stored:
+            self.conn.execute(
+                "UPDATE members SET name=?, joined=?, birthday=?, email=?, phone=?, attributes=?, tier=?, "
+                "tier_since=?, tier_review=?, grace_until=?, first_purchase=?, last_purchase=?, last_activity=?, "
+                "balances=?, debts=?, lifetime=?, created_at=? WHERE id=?",
+                values[1:] + (m.id,),
+            )
+        else:
+            self.conn.execute(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({', '.join('?' * 18)})", values)
+            record.stored = True
+
+    def iter_members(self, after: str | None, limit: int) -> list[MemberRecord]:
+        rows = self.conn.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit)
+        ).fetchall()
+        return [self._member(r) for r in rows]
+
+    def members_inactive_since(self, cutoff: dt.datetime, after: str | None, limit: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT id FROM members WHERE last_activity < ? AND balances != '{}' AND id > ? ORDER BY id LIMIT ?",
+            (cutoff.isoformat(), after or "", limit),
+        )
+        return [r[0] for r in rows.fetchall()]
+
+    def members_due_review(self, day: dt.date, after: str | None, limit: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT id FROM members WHERE (tier_review <= ? OR grace_until <= ?) AND id > ? ORDER BY id LIMIT ?",
+            (day.isoformat(), day.isoformat(), after or "", limit),
+        )
+        return [r[0] for r in rows.fetchall()]
+
+    def count_members(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM members").fetchone()[0]
+
+    # -------------------------------------------------------------- ledger and lots
+
+    def add_entries(self, entries: Sequence[LedgerEntry]) -> list[int]:
+        ids = []
+        for e in entries:
+            cur = self.conn.execute(
+                "INSERT INTO ledger (member, balance, kind, amount, at, day, event, rule, program, lines, reverses, "
+                "reason, shortfall) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    e.member,
+                    e.balance,
+                    e.kind,
+                    str(e.amount),
+                    e.at.isoformat(),
+                    e.day.isoformat(),
+                    e.event,
+                    e.rule,
+                    e.program,
+                    None if e.lines is None else json.dumps([str(w) for w in e.lines]),
+                    e.reverses,
+                    e.reason,
+                    None if e.shortfall is None else str(e.shortfall),
+                ),
+            )
+            ids.append(cur.lastrowid)
+        return ids
+
+    _ENTRY = "id, member, balance, kind, amount, at, day, event, rule, program, lines, reverses, reason, shortfall"
+
+    @staticmethod
+    def _entry(row) -> LedgerEntry:
+        return LedgerEntry(
+            row[1],
+            row[2],
+            row[3],
+            Decimal(row[4]),
+            dt.datetime.fromisoformat(row[5]),
+            dt.date.fromisoformat(row[6]),
+            row[7],
+            row[8],
+            row[9],
+            None if row[10] is None else tuple(Decimal(w) for w in json.loads(row[10])),
+            row[11],
+            row[12],
+            row[0],
+            None if row[13] is None else Decimal(row[13]),
+        )
+
+    def entries_for_event(self, event_id: str) -> list[LedgerEntry]:
+        rows = self.conn.execute(f"SELECT {self._ENTRY} FROM ledger WHERE event = ? ORDER BY id", (event_id,))
+        return [self._entry(r) for r in rows.fetchall()]
+
+    def reversed_amounts(self, entry_ids: Sequence[int]) -> dict[int, Decimal]:
+        """Per entry, the sum of the entries that reverse it (shortfalls recorded as debt included)."""
+        out: dict[int, Decimal] = {}
+        for part in chunks(list(entry_ids), 500):
+            rows = self.conn.execute(
+                f"SELECT reverses, amount, shortfall FROM ledger WHERE reverses IN ({', '.join('?' * len(part))})",
+                tuple(part),
+            )
+            for entry, amount, shortfall in rows.fetchall():
+                # a shortfall counts as reversed: it became debt
+                taken = Decimal(amount) - Decimal(shortfall or 0) if Decimal(amount) <= 0 else Decimal(amount)
+                out[entry] = out.get(entry, Decimal(0)) + taken
+        return out
+
+    def ledger(self, member_id: str, limit: int | None = None) -> list[LedgerEntry]:
+        sql = f"SELECT {self._ENTRY} FROM ledger WHERE member = ? ORDER BY id DESC"
+        params: tuple = (member_id,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            params += (limit,)
+        return [self._entry(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def ledger_sums(self, member_id: str | None = None) -> dict[tuple[str, str], Decimal]:
+        sql = "SELECT member, balance, amount FROM ledger" + (" WHERE member = ?" if member_id else "")
+        out: dict[tuple[str, str], Decimal] = {}
+        for member, balance, amount in self.conn.execute(sql, (member_id,) if member_id else ()):
+            out[(member, balance)] = out.get((member, balance), Decimal(0)) + Decimal(amount)
+        return out
+
+    _LOT = "id, member, balance, amount, remaining, earned_on, releases_on, expires_on"
+
+    @staticmethod
+    def _lot(row) -> Lot:
+        return Lot(
+            row[0],
+            row[1],
+            row[2],
+            Decimal(row[3]),
+            Decimal(row[4]),
+            dt.date.fromisoformat(row[5]),
+            from_date(row[6]),
+            from_date(row[7]),
+        )
+
+    def open_lots(self, member_id: str, balance: str) -> list[Lot]:
+        rows = self.conn.execute(
+            f"SELECT {self._LOT} FROM lots WHERE member = ? AND balance = ? AND open = 1 ORDER BY id",
+            (member_id, balance),
+        )
+        return [self._lot(r) for r in rows.fetchall()]
+
+    def open_lots_for(self, member_ids: Sequence[str]) -> dict[str, list[Lot]]:
+        out: dict[str, list[Lot]] = {}
+        for part in chunks(list(member_ids), 500):
+            rows = self.conn.execute(
+                f"SELECT {self._LOT} FROM lots WHERE open = 1 AND member IN ({', '.join('?' * len(part))}) ORDER BY id",
+                tuple(part),
+            )
+            for r in rows.fetchall():
+                out.setdefault(r[1], []).append(self._lot(r))
+        return out
+
+    def add_lots(self, lots: Sequence[Lot]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO lots ({self._LOT}, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            [
+                (
+                    lot.id,
+                    lot.member,
+                    lot.balance,
+                    str(lot.amount),
+                    str(lot.remaining),
+                    lot.earned_on.isoformat(),
+                    iso(lot.releases_on),
+                    iso(lot.expires_on),
+                )
+                for lot in lots
+            ],
+        )
+
+    def update_lots(self, lots: Sequence[Lot], moves: Sequence[tuple[int, int, Decimal]]) -> None:
+        self.conn.executemany(
+            "UPDATE lots SET remaining = ?, open = ? WHERE id = ?",
+            [(str(lot.remaining), 1 if lot.remaining > 0 else 0, lot.id) for lot in lots],
+        )
+        self.conn.executemany(
+            "INSERT INTO lot_moves (entry, lot, amount) VALUES (?, ?, ?)",
+            [(entry, lot, str(amount)) for entry, lot, amount in moves],
+        )
+
+    def lots_expiring(self, day: dt.date, after: int, limit: int) -> list[Lot]:
+        rows = self.conn.execute(
+            f"SELECT {self._LOT} FROM lots WHERE open = 1 AND expires_on <= ? AND id > ? ORDER BY id LIMIT ?",
+            (day.isoformat(), after, limit),
+        )
+        return [self._lot(r) for r in rows.fetchall()]
+
+    def earned_since(self, member_id: str, balance: str, day: dt.date) -> Decimal:
+        rows = self.conn.execute(
+            "SELECT amount FROM ledger WHERE member = ? AND balance = ? AND day >= ? AND kind = 'earn'",
+            (member_id, balance, day.isoformat()),
+        )
+        return sum((Decimal(a) for (a,) in rows.fetchall()), Decimal(0))
+
+    # -------------------------------------------------------------- statistics, history, budgets
+
+    def add_activity(self, member_id: str, day: dt.date, event: str | None, stats: dict[str, Decimal]) -> None:
+        self.conn.execute(
+            "INSERT INTO activity (member, day, event, spend, visits, purchases, nights, refunds, points_earned, "
+            "points_redeemed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (member_id, day.isoformat(), event, *(_scaled(stats.get(name, 0)) for name in ACTIVITY_STATS)),
+        )
+
+    @staticmethod
+    def _sums_sql(starts: Sequence[dt.date], where: str) -> str:
+        cols = []
+        for i in range(len(starts)):
+            for name in ACTIVITY_STATS:
+                cols.append(f"TOTAL(CASE WHEN day >= ?{i + 1} THEN {name} END)")
+        return f"SELECT {', '.join(cols)} FROM activity WHERE {where}"
+
+    @staticmethod
+    def _unpack_sums(row, count: int) -> list[dict[str, Decimal]]:
+        out = []
+        n = len(ACTIVITY_STATS)
+        for i in range(count):
+            values = row[i * n : (i + 1) * n]
+            out.append({name: Decimal(int(v)) / SCALE for name, v in zip(ACTIVITY_STATS, values)})
+        return out
+
+    def activity_sums(self, member_id: str, starts: Sequence[dt.date]) -> list[dict[str, Decimal]]:
+        """Sum of each statistic from each start day (inclusive) until now."""
+        if not starts:
+            return []
+        k = len(starts)
+        sql = self._sums_sql(starts, f"member = ?{k + 1} AND day >= ?{k + 2}")
+        params = (*(s.isoformat() for s in starts), member_id, min(starts).isoformat())
+        return self._unpack_sums(self.conn.execute(sql, params).fetchone(), k)
+
+    def activity_sums_for(
+        self, member_ids: Sequence[str], starts: Sequence[dt.date]
+    ) -> dict[str, list[dict[str, Decimal]]]:
+        if not starts or not member_ids:
+            return {}
+        k = len(starts)
+        out = {}
+        for part in chunks(list(member_ids), 500):
+            marks = ", ".join(f"?{k + 2 + j}" for j in range(len(part)))
+            sql = self._sums_sql(starts, f"day >= ?{k + 1} AND member IN ({marks})")
+            sql = sql.replace("SELECT ", "SELECT member, ", 1) + " GROUP BY member"
+            params = (*(s.isoformat() for s in starts), min(starts).isoformat(), *part)
+            for row in self.conn.execute(sql, params).fetchall():
+                out[row[0]] = self._unpack_sums(row[1:], k)
+        return out
+
+    def firings(self, member_id: str, keys: Iterable[str]) -> dict[str, list[dt.datetime]]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT key, at FROM firings WHERE member = ? AND key IN ({', '.join('?' * len(keys))})",
+            (member_id, *keys),
+        )
+        out: dict[str, list[dt.datetime]] = {}
+        for key, at in rows.fetchall():
+            out.setdefault(key, []).append(dt.datetime.fromisoformat(at))
+        return out
+
+    def firings_for(self, member_ids: Sequence[str], keys: Iterable[str]) -> dict[str, dict[str, list]]:
+        keys = list(keys)
+        out: dict[str, dict[str, list]] = {}
+        if not keys:
+            return out
+        for part in chunks(list(member_ids), 500):
+            rows = self.conn.execute(
+                f"SELECT member, key, at FROM firings WHERE key IN ({', '.join('?' * len(keys))}) "
+                f"AND member IN ({', '.join('?' * len(part))})",
+                (*keys, *part),
+            )
+            for member, key, at in rows.fetchall():
+                out.setdefault(member, {}).setdefault(key, []).append(dt.datetime.fromisoformat(at))
+        return out
+
+    def add_firing(self, member_id: str, key: str, at: dt.datetime, event: str | None) -> None:
+        self.conn.execute(
+            "INSERT INTO firings (member, key, at, event) VALUES (?, ?, ?, ?)", (member_id, key, at.isoformat(), event)
+        )
+
+    def void_firings(self, event_id: str) -> None:
+        self.conn.execute("DELETE FROM firings WHERE event = ?", (event_id,))
+
+    def budgets(self, keys: Iterable[str]) -> dict[str, Decimal]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        rows = self.conn.execute(f"SELECT key, used FROM budgets WHERE key IN ({', '.join('?' * len(keys))})", keys)
+        return {k: Decimal(v) for k, v in rows.fetchall()}
+
+    def add_budget(self, key: str, amount: Decimal) -> None:
+        row = self.conn.execute("SELECT used FROM budgets WHERE key = ?", (key,)).fetchone()
+        used = (Decimal(row[0]) if row else Decimal(0)) + amount
+        self.conn.execute("INSERT OR REPLACE INTO budgets (key, used) VALUES (?, ?)", (key, str(used)))
+
+    def returns(self, purchase_id: str) -> dict[int, Decimal]:
+        out: dict[int, Decimal] = {}
+        for line, qty in self.conn.execute("SELECT line, quantity FROM returns WHERE purchase = ?", (purchase_id,)):
+            out[line] = out.get(line, Decimal(0)) + Decimal(qty)
+        return out
+
+    def add_returns(self, purchase_id: str, refund_id: str, lines: dict[int, Decimal]) -> None:
+        self.conn.executemany(
+            "INSERT INTO returns (purchase, line, quantity, refund) VALUES (?, ?, ?, ?)",
+            [(purchase_id, line, str(qty), refund_id) for line, qty in lines.items() if qty],
+        )
+
+    # -------------------------------------------------------------- coupons and tiers
+
+    _COUPON = (
+        "code, template, member, status, issued_at, valid_until, event, rule, program, reserved_by, "
+        "reserved_until, redeemed_at, redeemed_ref, discount"
+    )
+
+    @staticmethod
+    def _coupon(row) -> CouponRecord:
+        return CouponRecord(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            dt.datetime.fromisoformat(row[4]),
+            from_date(row[5]),
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            from_datetime(row[10]),
+            from_datetime(row[11]),
+            row[12],
+            None if row[13] is None else Decimal(row[13]),
+        )
+
+    @staticmethod
+    def _coupon_values(c: CouponRecord) -> tuple:
+        return (
+            c.code,
+            c.template,
+            c.member,
+            c.status,
+            c.issued_at.isoformat(),
+            iso(c.valid_until),
+            c.event,
+            c.rule,
+            c.program,
+            c.reserved_by,
+            iso(c.reserved_until),
+            iso(c.redeemed_at),
+            c.redeemed_ref,
+            None if c.discount is None else str(c.discount),
+        )
+
+    def add_coupon(self, coupon: CouponRecord) -> None:
+        self.conn.execute(
+            f"INSERT INTO coupons ({self._COUPON}) VALUES ({', '.join('?' * 14)})", self._coupon_values(coupon)
+        )
+        self.conn.execute(
+            "INSERT INTO coupon_counts (template, issued, redeemed) VALUES (?, 1, 0) "
+            "ON CONFLICT(template) DO UPDATE SET issued = issued + 1",
+            (coupon.template,),
+        )
+
+    def get_coupon(self, code: str) -> CouponRecord | None:
+        row = self.conn.execute(f"SELECT {self._COUPON} FROM coupons WHERE code = ?", (code,)).fetchone()
+        return None if row is None else self._coupon(row)
+
+    def update_coupon(self, coupon: CouponRecord) -> None:
+        before = self.conn.execute("SELECT status FROM coupons WHERE code = ?", (coupon.code,)).fetchone()
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO coupons ({self._COUPON}) VALUES ({', '.join('?' * 14)})",
+            self._coupon_values(coupon),
+        )
+        if before and before[0] != "redeemed" and coupon.status == "redeemed":
+            self.conn.execute("UPDATE coupon_counts SET redeemed = redeemed + 1 WHERE template = ?", (coupon.template,))
+        if before and before[0] != "void" and coupon.status == "void":
+            self.conn.execute("UPDATE coupon_counts SET issued = issued - 1 WHERE template = ?", (coupon.template,))
+
+    def coupons(self, member_id: str) -> list[CouponRecord]:
+        rows = self.conn.execute(
+            f"SELECT {self._COUPON} FROM coupons WHERE member = ? ORDER BY issued_at", (member_id,)
+        )
+        return [self._coupon(r) for r in rows.fetchall()]
+
+    def coupons_for_event(self, event_id: str) -> list[CouponRecord]:
+        rows = self.conn.execute(f"SELECT {self._COUPON} FROM coupons WHERE event = ?", (event_id,))
+        return [self._coupon(r) for r in rows.fetchall()]
+
+    def coupon_count(self, template: str, member_id: str | None = None) -> int:
+        if member_id is None:
+            row = self.conn.execute("SELECT issued FROM coupon_counts WHERE template = ?", (template,)).fetchone()
+            return row[0] if row else 0
+        row = self.conn.execute(
+            "SELECT count(*) FROM coupons WHERE member = ? AND template = ? AND status != 'void'", (member_id, template)
+        ).fetchone()
+        return row[0]
+
+    def add_tier_change(
+        self, member_id: str, from_tier: str | None, to_tier: str, at: dt.datetime, reason: str, event: str | None
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO tier_history (member, from_tier, to_tier, at, reason, event) VALUES (?, ?, ?, ?, ?, ?)",
+            (member_id, from_tier, to_tier, at.isoformat(), reason, event),
+        )
+
+    def tier_history(self, member_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT from_tier, to_tier, at, reason, event FROM tier_history WHERE member = ? ORDER BY id",
+                [member_id],
+            )
+        )
+
+    # -------------------------------------------------------------- outbox
+
+    def add_message(self, message: Message) -> bool:
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO outbox (dedupe_key, member, channel, address, subject, body, source, created_at, "
+            "status, attempts, next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+            (
+                message.dedupe_key,
+                message.member,
+                message.channel,
+                message.address,
+                message.subject,
+                message.body,
+                message.source,
+                message.created_at.isoformat(),
+                message.created_at.astimezone(dt.UTC).isoformat(),
+            ),
+        )
+        return cur.rowcount == 1
+
+    _MSG = "id, dedupe_key, member, channel, body, source, created_at, subject, address, attempts, status, last_error"
+
+    @staticmethod
+    def _message(row) -> Message:
+        return Message(
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            dt.datetime.fromisoformat(row[6]),
+            row[7],
+            row[8],
+            row[0],
+            row[9],
+            row[10],
+            row[11],
+        )
+
+    def claim_messages(self, now: dt.datetime, lease: dt.timedelta, limit: int, claim: str) -> list[Message]:
+        now_s = now.astimezone(dt.UTC).isoformat()
+        until = (now + lease).astimezone(dt.UTC).isoformat()
+        with self.transaction():
+            ids = [
+                r[0]
+                for r in self.conn.execute(
+                    "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt <= ? "
+                    "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?",
+                    (now_s, now_s, limit),
+                ).fetchall()
+            ]
+            if not ids:
+                return []
+            marks = ", ".join("?" * len(ids))
+            self.conn.execute(
+                f"UPDATE outbox SET claim = ?, claimed_until = ? WHERE id IN ({marks})", (claim, until, *ids)
+            )
+            rows = self.conn.execute(f"SELECT {self._MSG} FROM outbox WHERE id IN ({marks}) ORDER BY id", ids)
+            return [self._message(r) for r in rows.fetchall()]
+
+    def mark_sent(self, message_id: int, claim: str, at: dt.datetime) -> bool:
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, claim = NULL, "
+                "claimed_until = NULL WHERE id = ? AND claim = ? AND status = 'pending'",
+                (at.astimezone(dt.UTC).isoformat(), message_id, claim),
+            )
+            return cur.rowcount == 1
+
+    def mark_failed(self, message_id: int, claim: str, error: str, retry_at: dt.datetime | None, dead: bool) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, status = ?, next_attempt = ?, "
+                "claim = NULL, claimed_until = NULL WHERE id = ? AND claim = ?",
+                (
+                    error[:500],
+                    "dead" if dead else "pending",
+                    None if retry_at is None else retry_at.astimezone(dt.UTC).isoformat(),
+                    message_id,
+                    claim,
+                ),
+            )
+
+    def outbox_counts(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+
+    def messages(self, status: str | None = None) -> list[Message]:
+        sql = f"SELECT {self._MSG} FROM outbox" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+        return [self._message(r) for r in self.conn.execute(sql, (status,) if status else ()).fetchall()]
+
+    # -------------------------------------------------------------- scheduled runs
+
+    def schedule_progress(self, day: dt.date) -> tuple[str | None, bool]:
+        row = self.conn.execute(
+            "SELECT last_member, done FROM schedule_runs WHERE day = ?", (day.isoformat(),)
+        ).fetchone()
+        return (row[0], bool(row[1])) if row else (None, False)
+
+    def set_schedule_progress(self, day: dt.date, last_member: str | None, done: bool) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO schedule_runs (day, last_member, done) VALUES (?, ?, ?)",
+            (day.isoformat(), last_member, int(done)),
+        )
