@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import sys
-from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -177,77 +175,6 @@ def _num(value: Decimal) -> str:
     return str(int(value)) if value == value.to_integral_value() else str(value)
 
 
-# ------------------------------------------------------------------ demo
-
-
-@main.command()
-@click.option(
-    "--program",
-    "program_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Program to run (default: the bundled coffee chain).",
-)
-@click.option("--seed", default=7, show_default=True, help="Seed for the sample purchases.")
-@click.option("--events", "count", default=24, show_default=True, help="How many purchases to generate.")
-def demo(program_path: Path | None, seed: int, count: int) -> None:
-    """Run a bundled example program over a day of sample purchases and summarise."""
-    from .demo import sample_members, sample_purchases
-    from .examples import example_program
-
-    prog = _load(program_path or example_program("coffee_chain"))
-    rng = random.Random(seed)
-    day = dt.date(2026, 5, 5)
-    members = sample_members(rng, day)
-    purchases = sample_purchases(rng, members, day, prog.timezone, count)
-    out.print(
-        f"[bold]{prog.name}[/bold] ({prog.currency}, {prog.timezone}): {len(prog.checked.rules)} rules, "
-        f"{len(prog.checked.triggers)} triggers, version {prog.version[:12]}"
-    )
-    table = Table(title=f"{len(purchases)} purchases on {day}")
-    for col, justify in (
-        ("event", "left"),
-        ("member", "left"),
-        ("tier", "left"),
-        ("spent", "right"),
-        ("points", "right"),
-        ("coupons", "left"),
-        ("why", "left"),
-    ):
-        table.add_column(col, justify=justify, overflow="fold")
-    issued = Counter()
-    coupons = Counter()
-    rules = Counter()
-    upgraded: set[str] = set()
-    for event, ctx in purchases:
-        outcome = prog.evaluate(event, ctx)
-        for b, v in outcome.totals.items():
-            issued[b] += v
-        coupons.update(outcome.coupons)
-        rules.update(outcome.fired)
-        if any(e.type == "tier" for e in outcome.effects):
-            upgraded.add(ctx.member.id)
-        table.add_row(
-            event.id,
-            f"{ctx.member.id} {ctx.member.name}",
-            ctx.member.tier or "",
-            f"{event.net_amount:,.2f}",
-            str(outcome.points),
-            " ".join(outcome.coupons),
-            "; ".join(outcome.fired),
-        )
-    out.print(table)
-    out.print("issued: " + ", ".join(f"{_num(v)} {b}" for b, v in issued.items()))
-    out.print("coupons: " + (", ".join(f"{c} x{n}" for c, n in coupons.items()) or "none"))
-    out.print(f"members reaching a higher tier: {len(upgraded)} of {len(members)}")
-    out.print("rules fired: " + ", ".join(f"{r} x{n}" for r, n in rules.most_common()))
-    as_of = dt.datetime.combine(day, dt.time(9), dt.UTC)
-    fired = Counter()
-    for ctx in members:
-        result = prog.run_triggers(ctx, as_of)
-        fired.update(result.fired)
-    out.print("triggers on " + str(day) + ": " + (", ".join(f"{t} x{n}" for t, n in fired.items()) or "none"))
-
-
 # ------------------------------------------------------------------ schema
 
 
@@ -279,6 +206,8 @@ def schema(as_json: bool) -> None:
             shown = value if isinstance(value, str) else ", ".join(f"{k}: {v}" for k, v in value.items())
             out.print(f"  {key}: {shown}", markup=False)
 
+
+from . import cli_state  # noqa: E402, F401 - registers the database commands on `main`
 
 if __name__ == "__main__":  # pragma: no cover
     main()

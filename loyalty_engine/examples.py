@@ -17,3 +17,8 @@ def examples_dir() -> Path:
 
 def example_program(name: str = "coffee_chain") -> Path:
     return examples_dir() / f"{name}.loy"
+
+
+def example_history(name: str = "coffee_chain") -> Path:
+    """A bundled sample history (JSON lines) for an example program."""
+    return examples_dir() / "history" / f"{name}.jsonl"

@@ -65,7 +65,21 @@ def test_eval_invalid_json_exits_2(tmp_path):
     assert result.exit_code == 2 and "not valid JSON" in result.output
 
 
-def test_demo_runs_the_bundled_program():
-    result = run("demo")
+def test_demo_builds_a_database_from_the_bundled_history(tmp_path):
+    db = tmp_path / "demo.db"
+    result = run("demo", "--db", db)
     assert result.exit_code == 0, result.output
-    assert "Bean There Coffee" in result.output and "issued:" in result.output
+    for expected in ("Bean There Coffee", "members: 24", "tiers:", "coupons:", "triggers fired:", "redeemed"):
+        assert expected in result.output
+    assert db.exists()
+    again = run("demo", "--db", db)
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_bundled_history_is_what_the_generator_writes(tmp_path):
+    from loyalty_engine.demo import write_history
+
+    write_history(tmp_path / "h.jsonl")
+    assert (tmp_path / "h.jsonl").read_text(encoding="utf-8") == (
+        EXAMPLES / "history" / "coffee_chain.jsonl"
+    ).read_text(encoding="utf-8")

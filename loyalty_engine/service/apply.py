@@ -188,9 +188,9 @@ class Applier:
             plan = self.plans.get(name)
             if plan is None:
                 continue
-            if plan.rule.limits:
-                prefix = "trigger:" if isinstance(plan.rule, ast.Trigger) else "rule:"
-                self.store.add_firing(record.member.id, prefix + name, at, source)
+            is_trigger = isinstance(plan.rule, ast.Trigger)
+            if plan.rule.limits or is_trigger:  # triggers always, so reports can count them
+                self.store.add_firing(record.member.id, ("trigger:" if is_trigger else "rule:") + name, at, source)
             for key, _amount, unit in plan.budgets:
                 used = awarded.get(name, {}).get(unit, ZERO)
                 if used:

@@ -717,7 +717,9 @@ class SQLiteStore:
             row[11],
         )
 
-    def claim_messages(self, now: dt.datetime, lease: dt.timedelta, limit: int, claim: str) -> list[Message]:
+    def claim_messages(
+        self, now: dt.datetime, lease: dt.timedelta, limit: int, claim: str, channels: Sequence[str]
+    ) -> list[Message]:
         now_s = now.astimezone(dt.UTC).isoformat()
         until = (now + lease).astimezone(dt.UTC).isoformat()
         with self.transaction():
@@ -725,8 +727,9 @@ class SQLiteStore:
                 r[0]
                 for r in self.conn.execute(
                     "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt <= ? "
-                    "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY id LIMIT ?",
-                    (now_s, now_s, limit),
+                    "AND (claimed_until IS NULL OR claimed_until < ?) "
+                    f"AND channel IN ({', '.join('?' * len(channels))}) ORDER BY id LIMIT ?",
+                    (now_s, now_s, *channels, limit),
                 ).fetchall()
             ]
             if not ids:
@@ -767,6 +770,41 @@ class SQLiteStore:
     def messages(self, status: str | None = None) -> list[Message]:
         sql = f"SELECT {self._MSG} FROM outbox" + (" WHERE status = ?" if status else "") + " ORDER BY id"
         return [self._message(r) for r in self.conn.execute(sql, (status,) if status else ()).fetchall()]
+
+    # -------------------------------------------------------------- reporting
+
+    def summary(self) -> dict[str, Any]:
+        """Program-wide figures: members, ledger by kind, tiers, coupons, triggers, outbox."""
+        ledger: dict[str, dict[str, Decimal]] = {}
+        for balance, kind, amount in self.conn.execute("SELECT balance, kind, amount FROM ledger"):
+            per = ledger.setdefault(balance, {})
+            per[kind] = per.get(kind, Decimal(0)) + Decimal(amount)
+        coupons: dict[str, dict[str, int]] = {}
+        for template, status, n in self.conn.execute("SELECT template, status, count(*) FROM coupons GROUP BY 1, 2"):
+            coupons.setdefault(template, {})[status] = n
+        return {
+            "members": self.count_members(),
+            "events": dict(self.conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall()),
+            "ledger": ledger,
+            "tiers": dict(self.conn.execute("SELECT coalesce(tier, '-'), count(*) FROM members GROUP BY 1").fetchall()),
+            "tier_changes": self.conn.execute("SELECT count(*) FROM tier_history").fetchone()[0],
+            "coupons": coupons,
+            "triggers": dict(
+                self.conn.execute(
+                    "SELECT substr(key, 9), count(*) FROM firings WHERE key LIKE 'trigger:%' GROUP BY 1"
+                ).fetchall()
+            ),
+            "outbox": self.outbox_counts(),
+        }
+
+    def find_coupon(self, member_id: str, template: str, day: dt.date) -> CouponRecord | None:
+        """The member's oldest usable coupon of ``template`` on ``day`` (what an app shows first)."""
+        row = self.conn.execute(
+            f"SELECT {self._COUPON} FROM coupons WHERE member = ? AND template = ? AND status = 'issued' "
+            "AND (valid_until IS NULL OR valid_until >= ?) ORDER BY issued_at, code LIMIT 1",
+            (member_id, template, day.isoformat()),
+        ).fetchone()
+        return None if row is None else self._coupon(row)
 
     # -------------------------------------------------------------- scheduled runs
 

@@ -1,0 +1,365 @@
+"""``loyalty`` commands that work on a database: run, member, triggers, redeem, import-members, deliver, demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .cli import EXIT_INPUT, _input_error, _load, err, main, out
+from .errors import LoyaltyError, RefusedError
+from .program import Program
+from .service.engine import Engine
+from .store.sqlite import SQLiteStore
+
+DB_HELP = "SQLite database file (created if missing)."
+PROGRAM_HELP = "Program file (default: the program the database was last used with)."
+
+
+def _program_from_db(store: SQLiteStore) -> Program | None:
+    """Rebuild the program last used with this database from the text kept in it."""
+    row = store.conn.execute("SELECT sources FROM programs ORDER BY first_used DESC, rowid DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    files: dict[str, str] = json.loads(row[0])
+    absolute = [os.path.abspath(p) for p in files]
+    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    folder = Path(tempfile.mkdtemp(prefix="loyalty-program-"))
+    paths = []
+    for name, text in zip(absolute, files.values()):
+        target = folder / os.path.relpath(name, root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text + "\n", encoding="utf-8")
+        paths.append(target)
+    return _load(paths[0])
+
+
+def open_engine(program: Path | None, db: Path, synchronous: str = "FULL", must_exist: bool = False) -> Engine:
+    if must_exist and not db.exists():
+        _input_error(f"database '{db}' does not exist (run 'loyalty run PROGRAM EVENTS --db {db}' first)")
+    try:
+        store = SQLiteStore(db, synchronous=synchronous)
+    except LoyaltyError as exc:
+        _input_error(str(exc))
+    prog = _load(program) if program else _program_from_db(store)
+    if prog is None:
+        _input_error(f"database '{db}' has no program yet: pass --program PROGRAM")
+    return Engine(prog, store)
+
+
+def _progress(enabled: bool, total: int | None, what: str) -> Progress | None:
+    if not enabled:
+        return None
+    return Progress(
+        TextColumn(f"[bold]{what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True
+    )
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _num(value) -> str:
+    value = Decimal(value)
+    return f"{int(value):,}" if value == value.to_integral_value() else f"{value:,.2f}"
+
+
+# ------------------------------------------------------------------ run
+
+
+@main.command()
+@click.argument("program", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_HELP
+)
+@click.option("--stop-on-error", is_flag=True, help="Stop at the first bad line (default: report it and go on).")
+@click.option("--batch", default=1, show_default=True, help="Lines per commit (each line still all-or-nothing).")
+@click.option(
+    "--synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False), default="FULL", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run(program: Path, events: Path, db: Path, stop_on_error: bool, batch: int, synchronous: str, as_json: bool):
+    """Process a history file (JSON lines) in order: events, redemptions, adjustments, triggers.
+
+    Idempotent: running the same file again applies nothing twice. A bad line
+    is reported with its line number; exit status 2 when any line failed.
+    """
+    from .service.replay import run_lines
+
+    engine = open_engine(program, db, synchronous)
+    bar = _progress(sys.stderr.isatty() and not as_json, None, "processing")
+    with engine, open(events, encoding="utf-8") as f:
+        if bar is not None:
+            with bar:
+                task = bar.add_task("run", total=_count_lines(events))
+                report = run_lines(
+                    engine, f, stop_on_error=stop_on_error, batch=batch, progress=lambda n: bar.advance(task, n)
+                )
+        else:
+            report = run_lines(engine, f, stop_on_error=stop_on_error, batch=batch)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for number, problem in report.errors[:50]:
+            err.print(f"{events}:{number}: {problem}", markup=False)
+        if len(report.errors) > 50:
+            err.print(f"... and {len(report.errors) - 50} more", markup=False)
+        out.print(
+            f"{report.lines} lines: {report.applied} applied, {report.duplicates} already done, "
+            f"{report.parked} parked, {len(report.errors)} failed"
+            + (f" (stopped at line {report.stopped_at})" if report.stopped_at else "")
+        )
+        if report.totals:
+            out.print("balance changes: " + ", ".join(f"{_num(v)} {b}" for b, v in report.totals.items()))
+        out.print(f"coupons issued: {report.coupons}, messages queued: {report.messages}")
+    sys.exit(EXIT_INPUT if report.errors else 0)
+
+
+# ------------------------------------------------------------------ member
+
+
+@main.command()
+@click.argument("member_id")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def member(member_id: str, db: Path, program: Path | None, as_json: bool):
+    """Show a member: balances (available, pending, expiring), tier and progress, coupons, history."""
+    with open_engine(program, db, must_exist=True) as engine:
+        try:
+            view = engine.member(member_id)
+        except RefusedError as exc:
+            _input_error(exc.reason)
+    if as_json:
+        click.echo(json.dumps(view.to_dict(), ensure_ascii=False, indent=2))
+        return
+    m = view.member
+    out.print(f"[bold]{m.id}[/bold] {m.name or ''}  joined {m.joined or '-'}  birthday {m.birthday or '-'}")
+    table = Table("balance", "total", "available", "pending", "debt", "next expiry")
+    for name, b in view.balances.items():
+        nxt = next(((x, r) for _, r, x in b.lots if x is not None), None)
+        pending = ", ".join(f"{_num(a)} on {d}" for d, a in b.pending) or "-"
+        expiry = f"{_num(nxt[1])} on {nxt[0]}" if nxt else "-"
+        table.add_row(name, _num(b.total), _num(b.available), pending, _num(b.debt), expiry)
+    out.print(table)
+    if view.tier is not None:
+        t = view.tier
+        progress = f"{_num(t.needed)} {t.metric} more for {t.next_tier}" if t.next_tier else "top tier"
+        grace = f", grace until {t.grace_until}" if t.grace_until else ""
+        out.print(
+            f"tier: [bold]{t.name}[/bold] since {t.since}, review {t.review}{grace}; "
+            f"{t.metric} over {t.window}: {_num(t.value)} ({progress})"
+        )
+    if view.coupons:
+        out.print("coupons: " + ", ".join(f"{c.code} ({c.status}, until {c.valid_until or '-'})" for c in view.coupons))
+    history = Table("when", "balance", "kind", "amount", "rule / reason", "event", title="recent ledger entries")
+    for e in view.history:
+        history.add_row(e.at.isoformat(), e.balance, e.kind, _num(e.amount), e.rule or e.reason or "", e.event or "")
+    out.print(history)
+
+
+# ------------------------------------------------------------------ triggers
+
+
+@main.command()
+@click.option("--as-of", "as_of", required=True, help="Local day (YYYY-MM-DD) or time with offset.")
+@click.option("--to", "until", help="Run every day from --as-of to this day (inclusive).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def triggers(as_of: str, until: str | None, db: Path, program: Path | None, as_json: bool):
+    """Run expiry, tier review and retention triggers for a day (or a range). Safe to repeat."""
+    from .wire import _datetime
+
+    try:
+        start = dt.date.fromisoformat(as_of) if len(as_of) == 10 else _datetime(as_of)
+        end = dt.date.fromisoformat(until) if until else None
+    except ValueError as exc:
+        _input_error(str(exc))
+    days = [start]
+    if end is not None:
+        first = start if isinstance(start, dt.date) and not isinstance(start, dt.datetime) else start.date()
+        days = [first + dt.timedelta(days=n) for n in range((end - first).days + 1)]
+    reports = []
+    with open_engine(program, db) as engine:
+        for day in days:
+            reports.append(engine.run_triggers(day))
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in reports], ensure_ascii=False, indent=2))
+        return
+    for r in reports:
+        if r.already_done and not r.expired and not (r.upgrades or r.downgrades):
+            out.print(f"{r.day}: already run")
+            continue
+        fired = ", ".join(f"{k} x{v}" for k, v in r.fired.items()) or "none"
+        expired = ", ".join(f"{_num(v)} {k}" for k, v in r.expired.items()) or "nothing"
+        out.print(
+            f"{r.day}: expired {expired} ({r.expired_members} members); tiers +{r.upgrades} -{r.downgrades} "
+            f"(grace started {r.grace_started}); triggers {fired}; {r.messages} messages queued"
+        )
+
+
+# ------------------------------------------------------------------ redeem
+
+
+@main.group()
+def redeem():
+    """Redeem points or a coupon for a member."""
+
+
+@redeem.command("points")
+@click.argument("member_id")
+@click.argument("points")
+@click.option("--reference", required=True, help="Unique reference (a retry with it is not applied twice).")
+@click.option("--balance", default="points", show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
+def redeem_points(member_id: str, points: str, reference: str, balance: str, db: Path, program: Path | None):
+    """Spend POINTS of MEMBER_ID's balance (the ones expiring first go first)."""
+    with open_engine(program, db, must_exist=True) as engine:
+        try:
+            result = engine.redeem_points(member_id, points, reference, balance)
+        except LoyaltyError as exc:
+            _input_error(str(exc))
+    note = " (already done: nothing changed)" if result.duplicate else ""
+    out.print(f"redeemed {_num(-result.totals.get(balance, 0))} {balance} for {member_id}{note}")
+
+
+@redeem.command("coupon")
+@click.argument("code")
+@click.option("--purchase", "purchase_file", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--reference", help="Unique reference (default: the code and the purchase id).")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
+def redeem_coupon(code: str, purchase_file: Path, reference: str | None, db: Path, program: Path | None):
+    """Use coupon CODE on the basket in --purchase (a JSON event); prints the discount."""
+    from .cli import _read_json
+
+    purchase = _read_json(purchase_file, "purchase")
+    with open_engine(program, db, must_exist=True) as engine:
+        try:
+            result = engine.redeem_coupon(code, purchase, reference)
+        except LoyaltyError as exc:
+            _input_error(str(exc))
+    out.print(f"coupon {code}: {result.value['discount']} off")
+
+
+# ------------------------------------------------------------------ import-members
+
+
+@main.command("import-members")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def import_members_cmd(file: Path, db: Path, program: Path | None, as_json: bool):
+    """Create members with their opening state from JSON lines or CSV (idempotent on the member id)."""
+    from .service.imports import import_members
+
+    with open_engine(program, db) as engine:
+        report = import_members(engine, file)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for number, problem in report.errors:
+            err.print(f"{file}:{number}: {problem}", markup=False)
+        opening = ", ".join(f"{_num(v)} {k}" for k, v in report.opening.items()) or "none"
+        out.print(
+            f"{report.rows} rows: {report.created} created, {report.updated} updated, "
+            f"{report.skipped} already imported, {len(report.errors)} failed; opening balances {opening}"
+        )
+    sys.exit(EXIT_INPUT if report.errors else 0)
+
+
+# ------------------------------------------------------------------ deliver
+
+
+@main.command()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
+@click.option("--channel", "channels", multiple=True, help="Deliver only these channels (default: all).")
+def deliver(db: Path, program: Path | None, channels: tuple[str, ...]):
+    """Deliver queued messages, printing each to the console (with its dedupe key)."""
+    from .service.outbox import ConsoleChannel
+
+    with open_engine(program, db, must_exist=True) as engine:
+        names = channels or tuple(engine.program.checked.schema.channels)
+        report = engine.deliver({name: ConsoleChannel() for name in names})
+    out.print(f"sent {report.sent}, will retry {report.retried}, dead-lettered {report.dead}")
+
+
+# ------------------------------------------------------------------ demo
+
+
+@main.command()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="Where to build the demo database "
+              "(must not exist; default: a new temporary file).")  # fmt: skip
+def demo(db: Path | None):
+    """Build a fresh database from the bundled coffee-chain program and history, and summarise it."""
+    from .examples import example_history, example_program
+    from .service.replay import run_lines
+
+    if db is None:
+        db = Path(tempfile.mkdtemp(prefix="loyalty-demo-")) / "demo.db"
+    elif db.exists():
+        _input_error(f"'{db}' already exists: the demo builds a fresh database (pick another path)")
+    history = example_history("coffee_chain")
+    engine = Engine.open(example_program("coffee_chain"), db)
+    prog = engine.program
+    with engine, open(history, encoding="utf-8") as f:
+        report = run_lines(engine, f, batch=200)
+        summary = engine.store.summary()
+        top = engine.store.conn.execute(
+            "SELECT member, SUM(CAST(amount AS INTEGER)) AS earned FROM ledger WHERE balance = 'points' "
+            "AND kind = 'earn' GROUP BY member ORDER BY earned DESC, member LIMIT 5"
+        ).fetchall()
+        names = {r[0]: r[1] for r in engine.store.conn.execute("SELECT id, name FROM members").fetchall()}
+    out.print(
+        f"[bold]{prog.name}[/bold] ({prog.currency}, {prog.timezone}): {len(prog.checked.rules)} rules, "
+        f"{len(prog.checked.triggers)} triggers, version {prog.version[:12]}"
+    )
+    out.print(f"history: {history.name}, {report.lines} lines -> database {db}")
+    events = summary["events"]
+    out.print(
+        f"members: {summary['members']}; purchases: {events.get('purchase', 0)}, refunds: {events.get('refund', 0)}, "
+        f"points redemptions: {events.get('redeem', 0)}, coupons used: {events.get('coupon', 0)}"
+    )
+    if report.errors:
+        out.print(
+            f"lines refused or failed: {len(report.errors)} (e.g. line {report.errors[0][0]}: {report.errors[0][1]})"
+        )
+    table = Table("balance", "earned", "reversed by refunds", "redeemed", "expired", "outstanding", title="ledger")
+    for balance, kinds in summary["ledger"].items():
+        outstanding = sum(kinds.values(), Decimal(0))
+        table.add_row(
+            balance,
+            _num(kinds.get("earn", 0)),
+            _num(-kinds.get("reverse", 0)),
+            _num(-kinds.get("redeem", 0)),
+            _num(-kinds.get("expire", 0)),
+            _num(outstanding),
+        )
+    out.print(table)
+    out.print(
+        "tiers: " + ", ".join(f"{k} {v}" for k, v in summary["tiers"].items()) + f" ({summary['tier_changes']} changes)"
+    )
+    coupons = [
+        f"{t}: {sum(s.values())} issued, {s.get('redeemed', 0)} redeemed"
+        + (f", {s['void']} void" if s.get("void") else "")
+        for t, s in summary["coupons"].items()
+    ]
+    out.print("coupons: " + ("; ".join(coupons) or "none"))
+    out.print("triggers fired: " + (", ".join(f"{k} x{v}" for k, v in summary["triggers"].items()) or "none"))
+    out.print("outbox: " + (", ".join(f"{v} {k}" for k, v in summary["outbox"].items()) or "empty"))
+    out.print("top members by points earned: " + ", ".join(f"{m} {names.get(m) or ''} ({p:,})" for m, p in top))
+    out.print(f"look closer: loyalty member {top[0][0] if top else 'm-1001'} --db {db}")

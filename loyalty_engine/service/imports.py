@@ -1,0 +1,222 @@
+"""Migrating members in: ``loyalty import-members FILE`` (JSON lines or CSV).
+
+One member per row::
+
+    {"id": "m-42", "name": "王芳", "joined": "2023-01-10", "birthday": "1990-05-20",
+     "email": "...", "phone": "...", "tier": "gold", "tier_since": "2025-03-01",
+     "balances": {"points": 1200, "stamps": 4},
+     "expires": {"points": "2027-03-31"},
+     "qualifying": {"spend": "3400.00", "visits": 12},
+     "attributes": {"store": "S1"}}
+
+In CSV the same fields are columns; nested ones are flattened with a dot:
+``balances.points``, ``expires.points``, ``qualifying.spend``.
+
+- Opening balances become ``opening`` ledger entries (with their own expiry
+  day when given), dated at the import.
+- ``qualifying`` totals count as activity on the import day, so they stay in
+  tier windows (and statistics) until they age out.
+- Idempotent on the member id: a member that already has an opening entry is
+  left as it is (details are updated, balances are not added twice).
+- A bad row is reported with its line number and nothing of it is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import define, field
+
+from ..errors import InputError, LoyaltyError
+from ..language.schema import STATS
+from ..wire import structure_member
+from .history import shift
+
+ZERO = Decimal(0)
+MEMBER_KEYS = ("id", "name", "joined", "birthday", "email", "phone", "tier", "attributes")
+
+
+@define
+class ImportReport:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0  # already imported: details updated, balances left alone
+    errors: list[tuple[int, str]] = field(factory=list)
+    opening: dict[str, Decimal] = field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "errors": [{"line": n, "error": e} for n, e in self.errors],
+            "opening": {k: str(v) for k, v in self.opening.items()},
+        }
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, row dict, error) from a .jsonl/.json-lines or .csv file."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        if path.suffix.lower() == ".csv":
+            yield from _csv_rows(f)
+        else:
+            yield from _json_rows(f)
+
+
+def _json_rows(lines: Iterable[str]):
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+            continue
+        yield number, row, None if isinstance(row, dict) else "expected a JSON object"
+
+
+def _csv_rows(f: io.TextIOBase):
+    reader = csv.DictReader(f)
+    for row in reader:
+        number = reader.line_num
+        nested: dict[str, Any] = {}
+        for key, value in row.items():
+            if key is None or value in (None, ""):
+                continue
+            head, _, tail = key.strip().partition(".")
+            if tail:
+                nested.setdefault(head, {})[tail] = value
+            else:
+                nested[head] = value
+        yield number, nested, None
+
+
+def _decimals(value: Any, path: str) -> dict[str, Decimal]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise InputError([(path, "must be an object of name: amount")], "member")
+    out = {}
+    for key, amount in value.items():
+        try:
+            number = Decimal(str(amount))
+        except InvalidOperation:
+            raise InputError([(f"{path}.{key}", f"{amount!r} is not a number")], "member") from None
+        if not number.is_finite():
+            raise InputError([(f"{path}.{key}", f"{amount!r} is not a number")], "member")
+        out[key] = number
+    return out
+
+
+def _dates(value: Any, path: str) -> dict[str, dt.date]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise InputError([(path, "must be an object of balance: date")], "member")
+    out = {}
+    for key, text in value.items():
+        try:
+            out[key] = dt.date.fromisoformat(str(text))
+        except ValueError:
+            raise InputError([(f"{path}.{key}", f"{text!r} is not a date (YYYY-MM-DD)")], "member") from None
+    return out
+
+
+def import_row(engine, row: dict, at: dt.datetime) -> str:
+    """Create or update one member from ``row``; returns created, updated or skipped."""
+    program = engine.program
+    member = structure_member(
+        {k: v for k, v in row.items() if k in MEMBER_KEYS}, program.checked.schema.member_attributes
+    )
+    balances = _decimals(row.get("balances"), "balances")
+    expires = _dates(row.get("expires"), "expires")
+    qualifying = _decimals(row.get("qualifying"), "qualifying")
+    problems = [
+        (f"balances.{b}", f"'{b}' is not a balance of this program")
+        for b in balances
+        if b not in program.checked.balances
+    ]
+    problems += [(f"balances.{b}", f"must be >= 0 (got {a})") for b, a in balances.items() if a < 0]
+    problems += [(f"qualifying.{s}", f"'{s}' is not a statistic") for s in qualifying if s not in STATS]
+    tiers = program.checked.tiers
+    names = [lvl.name.name for lvl in tiers.levels] if tiers else []
+    if member.tier is not None and member.tier not in names:
+        problems.append(
+            ("tier", f"'{member.tier}' is not a tier of this program" + (f" ({', '.join(names)})" if names else ""))
+        )
+    tier_since = None
+    if row.get("tier_since"):
+        try:
+            tier_since = dt.date.fromisoformat(str(row["tier_since"]))
+        except ValueError:
+            problems.append(("tier_since", f"{row['tier_since']!r} is not a date (YYYY-MM-DD)"))
+    if problems:
+        raise InputError(problems, "member")
+    store = engine.store
+    with store.transaction():
+        record = store.load_member(member.id)
+        if record is not None:
+            record.member = attrs.evolve(
+                member, tier=member.tier or record.member.tier, joined=member.joined or record.member.joined
+            )
+            store.save_member(record)
+            already = any(e.kind == "opening" for e in store.entries_for_event(f"import:{member.id}"))
+            return "skipped" if already else "updated"
+        record = engine.new_record(member, at)
+        if member.tier is not None:
+            record.tier_since = tier_since or engine.local_day(at)
+            review = tiers.review if tiers else None
+            record.tier_review = shift(record.tier_since, review.every_months, "month") if review else None
+            while record.tier_review is not None and record.tier_review <= engine.local_day(at):
+                record.tier_review = shift(record.tier_review, review.every_months, "month")
+        store.save_member(record)
+        source = f"import:{member.id}"
+        for balance, amount in balances.items():
+            if amount:
+                engine.ledger.post(
+                    record,
+                    balance,
+                    "opening",
+                    amount,
+                    at,
+                    event=source,
+                    reason="opening balance",
+                    expires_on=expires.get(balance),
+                )
+        if qualifying:
+            engine.applier.add_stats(record, engine.local_day(at), source, qualifying, None)
+        store.save_member(record)
+        return "created"
+
+
+def import_members(engine, path: str | Path, at: dt.datetime | None = None) -> ImportReport:
+    at = engine._when(at)
+    report = ImportReport()
+    for number, row, problem in read_rows(Path(path)):
+        report.rows += 1
+        if problem is None:
+            try:
+                outcome = import_row(engine, row, at)
+            except LoyaltyError as exc:
+                problem = str(exc)
+            except ValueError as exc:
+                problem = f"invalid member: {exc}"
+            else:
+                setattr(report, outcome, getattr(report, outcome) + 1)
+                if outcome == "created":
+                    for balance, amount in _decimals(row.get("balances"), "balances").items():
+                        report.opening[balance] = report.opening.get(balance, ZERO) + amount
+        if problem is not None:
+            report.errors.append((number, problem))
+    return report

@@ -1,0 +1,97 @@
+"""Delivering the outbox: claim, send, mark; retry with backoff; dead-letter what keeps failing.
+
+The guarantee is **at-least-once with an idempotency key**. A dispatcher
+claims a batch under a lease (one transaction, so two dispatchers never hold
+the same message), sends each message outside any transaction with its
+``dedupe_key``, then marks it sent. If it crashes between send and mark, the
+lease runs out and the message is sent again with the same key, which the
+channel (or the provider behind it) uses to drop the duplicate.
+
+A channel is any object with ``send(message) -> None`` that raises on failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from attrs import define, field
+
+from ..store.base import Message
+
+
+class Channel(Protocol):
+    def send(self, message: Message) -> None:
+        """Deliver ``message``; raise to have it retried. ``message.dedupe_key`` identifies it."""
+
+
+class ConsoleChannel:
+    """Writes each message as one line to a stream (standard output by default)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+
+    def send(self, message: Message) -> None:
+        stream = self.stream or sys.stdout
+        subject = f" [{message.subject}]" if message.subject else ""
+        stream.write(f"{message.channel} -> {message.member}{subject}: {message.body}  (key {message.dedupe_key})\n")
+
+
+@define
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    errors: list[str] = field(factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "retried": self.retried, "dead": self.dead, "errors": self.errors[:20]}
+
+
+def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0, rng: random.Random | None = None) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...): exponential, capped, with jitter (50-100%)."""
+    delay = min(cap, base * 2 ** (attempt - 1))
+    return delay * (0.5 + 0.5 * (rng or random).random())
+
+
+def deliver(
+    store,
+    channels: Mapping[str, Channel],
+    now: dt.datetime,
+    *,
+    batch: int = 100,
+    lease: dt.timedelta = dt.timedelta(minutes=5),
+    max_attempts: int = 8,
+    max_age: dt.timedelta = dt.timedelta(days=7),
+    rng: random.Random | None = None,
+) -> DeliveryReport:
+    """Send every message that is due on a channel in ``channels``; others stay queued."""
+    report = DeliveryReport()
+    claim = uuid.uuid4().hex
+    names = sorted(channels)
+    if not names:
+        return report
+    while True:
+        messages = store.claim_messages(now, lease, batch, claim, names)
+        if not messages:
+            return report
+        for message in messages:
+            try:
+                channels[message.channel].send(message)
+            except Exception as exc:  # a failing channel must not stop the others
+                attempts = message.attempts + 1
+                dead = attempts >= max_attempts or now - message.created_at > max_age
+                retry_at = None if dead else now + dt.timedelta(seconds=backoff(attempts, rng=rng))
+                store.mark_failed(message.id, claim, f"{type(exc).__name__}: {exc}", retry_at, dead)
+                report.errors.append(f"message {message.id} on {message.channel}: {type(exc).__name__}: {exc}")
+                if dead:
+                    report.dead += 1
+                else:
+                    report.retried += 1
+                continue
+            if store.mark_sent(message.id, claim, now):
+                report.sent += 1

@@ -1,0 +1,251 @@
+"""Time-driven work for one local day: points expiry, tier review, retention triggers.
+
+Everything streams over members in chunks (memory does not grow with the
+number of members) and commits chunk by chunk:
+
+- expiry closes lots, so expiring again finds nothing to do;
+- tier review moves the next review date on, so reviewing again is a no-op;
+- triggers record the day's progress (the last member done) in the same
+  transaction as the chunk's firings, so a run that is interrupted resumes
+  where it stopped and a day that is done is never run twice. A trigger's own
+  ``limit`` is enforced from its recorded firings across days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+
+from attrs import define, field
+
+from ..store.base import MemberRecord
+from .history import lot_expiry, shift, window_start
+
+ZERO = Decimal(0)
+CHUNK = 1000
+
+
+@define
+class DayReport:
+    """What one day's run did."""
+
+    day: dt.date
+    expired: dict[str, Decimal] = field(factory=dict)  # per balance
+    expired_members: int = 0
+    upgrades: int = 0
+    downgrades: int = 0
+    grace_started: int = 0
+    members_checked: int = 0
+    fired: dict[str, int] = field(factory=dict)  # per trigger
+    coupons: int = 0
+    messages: int = 0
+    already_done: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "day": self.day.isoformat(),
+            "expired": {k: str(v) for k, v in self.expired.items()},
+            "expired_members": self.expired_members,
+            "upgrades": self.upgrades,
+            "downgrades": self.downgrades,
+            "grace_started": self.grace_started,
+            "members_checked": self.members_checked,
+            "fired": dict(self.fired),
+            "coupons": self.coupons,
+            "messages": self.messages,
+            "already_done": self.already_done,
+        }
+
+
+def day_and_time(engine, as_of: dt.datetime | dt.date) -> tuple[dt.date, dt.datetime]:
+    if isinstance(as_of, dt.datetime):
+        if as_of.utcoffset() is None:
+            raise ValueError("as_of must be timezone-aware")
+        return engine.local_day(as_of), as_of
+    # a bare date means the start of that local day (fold=0 picks the first of two ambiguous times)
+    start = dt.datetime.combine(as_of, dt.time(0), engine.tz)
+    return as_of, start
+
+
+def run_day(engine, as_of, progress: Callable[[int], None] | None = None) -> DayReport:
+    day, at = day_and_time(engine, as_of)
+    report = DayReport(day)
+    expire_points(engine, day, at, report)
+    review_tiers(engine, day, at, report)
+    run_triggers(engine, day, at, report, progress)
+    return report
+
+
+# ------------------------------------------------------------------ expiry
+
+
+def expire_points(engine, day: dt.date, at: dt.datetime, report: DayReport) -> None:
+    store = engine.store
+    touched: set[str] = set()
+    while True:  # lots with a stored expiry day; closed lots drop out of the query
+        with store.transaction():
+            lots = store.lots_expiring(day, 0, CHUNK)
+            by_member: dict[str, list] = {}
+            for lot in lots:
+                by_member.setdefault(lot.member, []).append(lot)
+            for member_id, member_lots in by_member.items():
+                record = store.load_member(member_id)
+                for lot in member_lots:
+                    _expire_lot(engine, record, lot, at, report)
+                store.save_member(record)
+                touched.add(member_id)
+        if len(lots) < CHUNK:
+            break
+    balances = [
+        name
+        for name, info in engine.program.checked.balances.items()
+        if info.expiry is not None and info.expiry.kind == "after" and info.expiry.after == "last activity"
+    ]
+    if balances:
+        policy_amounts = [engine.program.checked.balances[b].expiry for b in balances]
+        shortest = min(shift(day, -p.amount, p.unit) for p in policy_amounts)
+        cutoff = dt.datetime.combine(shortest + dt.timedelta(days=2), dt.time(0), dt.UTC)
+        after = None
+        while True:
+            with store.transaction():
+                ids = store.members_inactive_since(cutoff, after, CHUNK)
+                for member_id in ids:
+                    record = store.load_member(member_id)
+                    expired = False
+                    for balance in balances:
+                        for lot in store.open_lots(member_id, balance):
+                            due = lot_expiry(engine.program, record, lot)
+                            if due is not None and due <= day:
+                                _expire_lot(engine, record, lot, at, report)
+                                expired = True
+                    if expired:
+                        store.save_member(record)
+                        touched.add(member_id)
+            if len(ids) < CHUNK:
+                break
+            after = ids[-1]
+    report.expired_members = len(touched)
+
+
+def _expire_lot(engine, record: MemberRecord, lot, at: dt.datetime, report: DayReport) -> None:
+    if lot.remaining <= 0:
+        return
+    entries = engine.ledger.post(
+        record, lot.balance, "expire", -lot.remaining, at, reason=f"expired (earned {lot.earned_on})", prefer_lot=lot.id
+    )
+    for e in entries:
+        report.expired[e.balance] = report.expired.get(e.balance, ZERO) - e.amount
+
+
+# ------------------------------------------------------------------ tier review
+
+
+def qualified_level(engine, record: MemberRecord, day: dt.date):
+    """(index, level, value): the highest level the member's statistic reaches on ``day``."""
+    tiers = engine.program.checked.tiers
+    metric = tiers.metric.name
+    start = window_start(tiers.window, day)
+    if start is None:
+        value = record.lifetime.get(metric, ZERO)
+    else:
+        value = engine.store.activity_sums(record.member.id, [start])[0][metric] if record.stored else ZERO
+    reached = (0, tiers.levels[0], value) if tiers.levels else (None, None, value)
+    for i, level in enumerate(tiers.levels):
+        if value >= level.threshold:
+            reached = (i, level, value)
+    return reached
+
+
+def review_tiers(engine, day: dt.date, at: dt.datetime, report: DayReport) -> None:
+    tiers = engine.program.checked.tiers
+    if tiers is None or not tiers.levels:
+        return
+    store = engine.store
+    names = [lvl.name.name for lvl in tiers.levels]
+    every = tiers.review.every_months if tiers.review else 12
+    grace = tiers.review.grace_months if tiers.review else 0
+    after = None
+    while True:
+        with store.transaction():
+            ids = store.members_due_review(day, after, CHUNK)
+            for member_id in ids:
+                record = store.load_member(member_id)
+                _review(engine, record, day, at, report, names, every, grace)
+                store.save_member(record)
+        if len(ids) < CHUNK:
+            break
+        after = ids[-1]
+
+
+def _review(engine, record: MemberRecord, day, at, report, names, every, grace) -> None:
+    index, level, value = qualified_level(engine, record, day)
+    current = names.index(record.member.tier) if record.member.tier in names else -1
+    metric = engine.program.checked.tiers.metric.name
+    if index is not None and index > current:
+        engine.applier.change_tier(record, level.name.name, at, f"review: {metric} {value} >= {level.threshold}", None)
+        report.upgrades += 1
+        return
+    if index is None or index == current:
+        record.grace_until = None
+        record.tier_review = _next_review(record.tier_review, day, every)
+        return
+    if grace and record.grace_until is None:
+        record.grace_until = shift(day, grace, "month")
+        record.tier_review = record.grace_until  # reviewed again when the grace ends
+        report.grace_started += 1
+        return
+    if record.grace_until is not None and record.grace_until > day:
+        return
+    engine.applier.change_tier(
+        record, level.name.name, at, f"review: {metric} {value} < {_threshold(names, current)}", None
+    )
+    report.downgrades += 1
+
+
+def _threshold(names, current) -> str:
+    return f"the {names[current]} threshold" if current >= 0 else "required"
+
+
+def _next_review(previous: dt.date | None, day: dt.date, every: int) -> dt.date:
+    nxt = previous or day
+    while nxt <= day:
+        nxt = shift(nxt, every, "month")
+    return nxt
+
+
+# ------------------------------------------------------------------ retention triggers
+
+
+def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progress) -> None:
+    plan = engine.program.code.triggers
+    if plan is None:
+        return
+    store = engine.store
+    last, done = store.schedule_progress(day)
+    if done:
+        report.already_done = True
+        return
+    while True:
+        with store.transaction():
+            records = store.iter_members(last, CHUNK)
+            contexts = engine.context.build_many(records, day)
+            for record, context in zip(records, contexts):
+                outcome = engine.program.run_triggers(context, at)
+                if not outcome.fired:
+                    continue
+                source = f"{day.isoformat()}:{record.member.id}"
+                entries, coupons, _tier, messages, _notes = engine.applier.apply(record, outcome, source, at, None)
+                for name in outcome.fired:
+                    report.fired[name] = report.fired.get(name, 0) + 1
+                report.coupons += len(coupons)
+                report.messages += messages
+                store.save_member(record)
+            if records:
+                last = records[-1].member.id
+            store.set_schedule_progress(day, last, len(records) < CHUNK)
+        report.members_checked += len(records)
+        if progress is not None:
+            progress(len(records))
+        if len(records) < CHUNK:
+            break
