@@ -318,26 +318,70 @@ def unstructure(value) -> Any:
     return converter.unstructure(value)
 
 
-_canonical = converter.copy()
-_canonical.register_unstructure_hook(Decimal, lambda v: format(v.normalize(), "f") if v else "0")
-
-
-def _drop_empty(value):
-    if isinstance(value, dict):
-        return {k: _drop_empty(v) for k, v in value.items() if v is not None and v != {} and v != []}
-    if isinstance(value, list):
-        return [_drop_empty(v) for v in value]
+def _canon(value):
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, dict) or hasattr(value, "items") and callable(value.items):
+        return {k: _canon(v) for k, v in sorted(value.items()) if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_canon(v) for v in value]
     return value
 
 
+def _dec(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value else "0"
+
+
+# Keys in sorted order, so the text is canonical without sorting at run time.
+_EVENT_FIELDS = ("amount", "at", "channel", "currency", "discount", "id", "member", "net_amount", "original")
+_EVENT_TAIL = ("payment", "referrer", "store", "type")
+
+
+def _canonical_item(item: LineItem) -> dict:
+    data = {"amount": _dec(item.amount)}
+    if item.brand is not None:
+        data["brand"] = item.brand
+    if item.category is not None:
+        data["category"] = item.category
+    data["discount"] = _dec(item.discount)
+    if item.name is not None:
+        data["name"] = item.name
+    data["quantity"] = _dec(item.quantity)
+    data["sku"] = item.sku
+    data["unit_price"] = _dec(item.unit_price)
+    return data
+
+
+def _canonical_event(event: Event) -> dict:
+    data: dict[str, Any] = {}
+    if event.attributes:
+        data["attributes"] = _canon(event.attributes)
+    for name in _EVENT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            data[name] = _canon(value)
+    if event.items:
+        data["items"] = [_canonical_item(item) for item in event.items]
+    for name in _EVENT_TAIL:
+        value = getattr(event, name)
+        if value is not None:
+            data[name] = value
+    return dict(sorted(data.items()))
+
+
 def canonical_json(value) -> str:
-    """A stable JSON text of an event or member: sorted keys, normalised decimals, no empty fields.
+    """A stable JSON text of an event (or any wire value): sorted keys, normalised decimals, no empty fields.
 
     Two payloads that mean the same thing ("32.00" and 32) give the same text,
     which is what idempotency compares.
     """
-    data = _drop_empty(_canonical.unstructure(value))
-    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    if isinstance(value, Event):
+        return json.dumps(_canonical_event(value), ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(
+        _canon(unstructure(value)), ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
+    )
 
 
 __all__ = [

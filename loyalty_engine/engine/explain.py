@@ -23,35 +23,26 @@ def unit_word(unit: str, amount) -> str:
     return singular if amount == 1 else (singular + "s" if not unit.endswith("s") else unit)
 
 
-def build_effects(outcome) -> list[Effect]:
-    if outcome.raw is None:
-        return []
-    program = outcome.program
-    checked = program.checked
+def per_balance_totals(outcome) -> dict[str, tuple]:
+    """Per balance used by the outcome: (total, multiplier, earn, bonus, cut)."""
     raw = outcome.raw
-    records, settier, fins = raw[1], raw[2], raw[3] or {}
-    balances = program.code.balances
-    per_balance = {}
-    for i, b in enumerate(balances):
+    out = {}
+    for i, b in enumerate(outcome.program.code.balances):
         base = _HEAD + i * _PER_BALANCE
         if raw[base] is not None:
-            per_balance[b] = raw[base : base + _PER_BALANCE]
+            out[b] = raw[base : base + _PER_BALANCE]
+    return out
 
-    # multipliers in force per balance, for explanations
-    factors: dict[str, list[str]] = {b: [] for b in per_balance}
-    tier = outcome.context.member.tier
-    tier_mults = program.tier_multipliers
-    if "points" in per_balance and tier in tier_mults and outcome.plan.event_type != "trigger":
-        factors["points"].append(f"{fmt(tier_mults[tier])} ({tier} tier)")
-    for p in outcome.plan.rules:
-        record = records[p.position]
-        if record is None:
-            continue
-        for a in p.actions:
-            if a.kind == "multiply" and a.balance in factors:
-                factors[a.balance].append(f"{fmt(record[a.index])} ({p.rule.name})")
 
-    # allocate each balance's rounded total over the awards that made it
+def allocate_awards(outcome, per_balance=None) -> dict[tuple[int, int], Decimal]:
+    """Each award's share of its balance's rounded total, keyed by (rule position, action index).
+
+    The shares of a balance add up to its total before the cap's cut.
+    """
+    checked = outcome.program.checked
+    records, fins = outcome.raw[1], outcome.raw[3] or {}
+    if per_balance is None:
+        per_balance = per_balance_totals(outcome)
     awards: dict[str, list] = {b: [] for b in per_balance}
     for p in outcome.plan.rules:
         record = records[p.position]
@@ -73,6 +64,33 @@ def build_effects(outcome) -> list[Effect]:
         for p, a, _ in items:
             if (p.position, a.index) in fins:
                 allocated[(p.position, a.index)] = fins[(p.position, a.index)]
+    return allocated
+
+
+def build_effects(outcome) -> list[Effect]:
+    if outcome.raw is None:
+        return []
+    program = outcome.program
+    checked = program.checked
+    raw = outcome.raw
+    records, settier, fins = raw[1], raw[2], raw[3] or {}
+    per_balance = per_balance_totals(outcome)
+
+    # multipliers in force per balance, for explanations
+    factors: dict[str, list[str]] = {b: [] for b in per_balance}
+    tier = outcome.context.member.tier
+    tier_mults = program.tier_multipliers
+    if "points" in per_balance and tier in tier_mults and outcome.plan.event_type != "trigger":
+        factors["points"].append(f"{fmt(tier_mults[tier])} ({tier} tier)")
+    for p in outcome.plan.rules:
+        record = records[p.position]
+        if record is None:
+            continue
+        for a in p.actions:
+            if a.kind == "multiply" and a.balance in factors:
+                factors[a.balance].append(f"{fmt(record[a.index])} ({p.rule.name})")
+
+    allocated = allocate_awards(outcome, per_balance)
 
     effects: list[Effect] = []
     currency = checked.currency

@@ -12,6 +12,7 @@ import hashlib
 from decimal import Decimal
 
 from ..engine.compiler import balance_quantum
+from ..engine.explain import allocate_awards, tier_upgrade
 from ..engine.outcome import Outcome, allocate
 from ..language import ast
 from ..model import Event
@@ -38,6 +39,7 @@ class Applier:
         self.ledger = ledger
         self.tz = tz
         self.plans = {}
+        self._filters: dict[int, ast.Expr | None] = {}
         for plan in program.code.events.values():
             for rp in plan.rules:
                 self.plans[rp.rule.name] = rp
@@ -48,52 +50,73 @@ class Applier:
     # -------------------------------------------------------------- the whole outcome
 
     def apply(self, record: MemberRecord, outcome: Outcome, source: str, at: dt.datetime, event: Event | None):
-        """Write what ``outcome`` decided; returns (entries, coupons, tier, messages, notes)."""
-        effects = outcome.effects
+        """Write what ``outcome`` decided; returns (entries, coupons, tier, messages, notes).
+
+        Works from the compiled result directly (no explanation texts are built).
+        """
         entries: list[LedgerEntry] = []
         coupons: list[str] = []
         notes: list[str] = []
-        tier = None
-        messages = 0
-        for balance, amounts in self._ledger_amounts(outcome, effects).items():
-            for effect, amount in amounts:
-                lines = self.line_weights(effect.node, outcome) if event is not None else None
-                entries += self.ledger.post(
-                    record, balance, "earn", amount, at, event=source, rule=effect.rule, lines=lines
-                )
+        if outcome.raw is None:
+            return entries, coupons, None, 0, notes
+        records = outcome.raw[1]
+        awarded: dict[str, dict[str, Decimal]] = {}  # rule -> balance/"coupons" -> amount, for budgets
+        for balance, amounts in self._ledger_amounts(outcome).items():
+            for plan, action, amount in amounts:
+                lines = self.line_weights(action.node, outcome) if event is not None else None
+                rule = plan.rule.name
+                entries += self.ledger.post(record, balance, "earn", amount, at, event=source, rule=rule, lines=lines)
+                per = awarded.setdefault(rule, {})
+                per[balance] = per.get(balance, ZERO) + amount
         counter = 0
+        messages = 0
         chosen = None
-        for effect in effects:
-            if effect.type == "coupon":
-                counter += 1
-                code = self.issue_coupon(record, effect.coupon, source, effect.rule, at, counter, notes)
-                if code:
-                    coupons.append(code)
-            elif effect.type == "message":
-                counter += 1
-                if self.queue_message(record, effect, source, at, counter):
-                    messages += 1
-            elif effect.type == "tier" and effect.tier != record.member.tier:
-                chosen = effect
-        if chosen is not None:
-            tier = chosen.tier
-            reason = f"set by rule '{chosen.rule}'" if chosen.rule else chosen.explanation
-            self.change_tier(record, tier, at, reason, source)
-        self._record_limits_and_budgets(record, outcome, effects, at, source)
+        for plan in outcome.plan.rules:
+            if records[plan.position] is None:
+                continue
+            rule = plan.rule.name
+            for action in plan.actions:
+                if action.kind == "coupon":
+                    counter += 1
+                    code = self.issue_coupon(record, action.node.coupon.name, source, rule, at, counter, notes)
+                    if code:
+                        coupons.append(code)
+                        per = awarded.setdefault(rule, {})
+                        per["coupons"] = per.get("coupons", ZERO) + ONE
+                elif action.kind == "send":
+                    counter += 1
+                    messages += self.queue_message(record, action.node, outcome, rule, source, at, counter)
+                elif action.kind == "set_tier":
+                    chosen = (action.node.tier.name, f"set by rule '{rule}'")
+        if chosen is None and outcome.event is not None:
+            upgrade = tier_upgrade(outcome, outcome.raw[2])
+            if upgrade is not None:
+                chosen = (upgrade.tier, upgrade.explanation)
+        tier = None
+        if chosen is not None and chosen[0] != record.member.tier:
+            tier = chosen[0]
+            self.change_tier(record, tier, at, chosen[1], source)
+        self._record_limits_and_budgets(record, outcome, awarded, at, source)
         return entries, coupons, tier, messages, notes
 
-    def _ledger_amounts(self, outcome: Outcome, effects) -> dict[str, list]:
-        """Award effects per balance, with a cap's cut spread over them so entries add up to the total."""
+    def _ledger_amounts(self, outcome: Outcome) -> dict[str, list]:
+        """Awards per balance as (rule plan, action, amount); a cap's cut is spread so entries add up to the total."""
+        shares = allocate_awards(outcome)
         out: dict[str, list] = {}
-        for effect in effects:
-            if effect.type == "award" and effect.points:
-                out.setdefault(effect.balance, []).append((effect, effect.points))
+        records = outcome.raw[1]
+        for plan in outcome.plan.rules:
+            if records[plan.position] is None:
+                continue
+            for action in plan.actions:
+                share = shares.get((plan.position, action.index))
+                if share:
+                    out.setdefault(action.balance, []).append((plan, action, share))
         for balance, items in out.items():
             total = outcome.total(balance)
-            if sum((a for _, a in items), ZERO) != total and all(a > 0 for _, a in items):
+            if sum((a for _, _, a in items), ZERO) != total and all(a > 0 for _, _, a in items):
                 quantum = balance_quantum(self.program.checked, balance)
-                shares = allocate([a for _, a in items], total, quantum)
-                out[balance] = [(e, s) for (e, _), s in zip(items, shares)]
+                spread = allocate([a for _, _, a in items], total, quantum)
+                out[balance] = [(p, a, s) for (p, a, _), s in zip(items, spread)]
         return out
 
     # -------------------------------------------------------------- which lines an award came from
@@ -103,11 +126,7 @@ class Applier:
         event = outcome.event
         if node is None or node.rate is None or event is None or not event.items:
             return None
-        condition = node.items_filter
-        if condition is None and node.source is not None and not node.items_source:
-            sums = [n for n in iter_nodes(node.source) if isinstance(n, ast.SumItems)]
-            if len(sums) == 1:
-                condition = sums[0].condition
+        condition = self._line_filter(node)
         if condition is not None:
             matches = self.program.item_matches(condition, outcome)
         else:
@@ -117,6 +136,18 @@ class Applier:
         else:
             weights = tuple(item.amount if m else ZERO for item, m in zip(event.items, matches))
         return weights if any(weights) else None
+
+    def _line_filter(self, node: ast.Award):
+        """The item condition an award's amount depends on (cached per award)."""
+        key = id(node)
+        if key not in self._filters:
+            condition = node.items_filter
+            if condition is None and node.source is not None and not node.items_source:
+                sums = [n for n in iter_nodes(node.source) if isinstance(n, ast.SumItems)]
+                if len(sums) == 1:
+                    condition = sums[0].condition
+            self._filters[key] = condition
+        return self._filters[key]
 
     # -------------------------------------------------------------- coupons, messages, tiers
 
@@ -143,21 +174,14 @@ class Applier:
         )
         return code
 
-    def queue_message(self, record, effect, source, at, n) -> bool:
+    def queue_message(self, record, send: ast.Send, outcome: Outcome, rule, source, at, n) -> int:
         member = record.member
-        address = member.email if effect.channel == "email" else member.phone if effect.channel == "sms" else None
-        return self.store.add_message(
-            Message(
-                f"{source}:{n}",
-                member.id,
-                effect.channel,
-                effect.text,
-                effect.rule or source,
-                at,
-                effect.subject,
-                address,
-            )
-        )
+        channel = send.channel.name
+        text = self.program.render(send.body, outcome)
+        subject = self.program.render(send.subject, outcome) if send.subject is not None else None
+        address = member.email if channel == "email" else member.phone if channel == "sms" else None
+        message = Message(f"{source}:{n}", member.id, channel, text, rule or source, at, subject, address)
+        return 1 if self.store.add_message(message) else 0
 
     def change_tier(self, record: MemberRecord, tier: str, at: dt.datetime, reason: str, source: str | None) -> None:
         before = record.member.tier
@@ -171,23 +195,12 @@ class Applier:
 
     # -------------------------------------------------------------- limits and budgets
 
-    def _record_limits_and_budgets(self, record, outcome: Outcome, effects, at, source) -> None:
-        fired = outcome.fired
-        if not fired:
-            return
-        awarded: dict[str, dict[str, Decimal]] = {}
-        for effect in effects:
-            if effect.rule is None:
+    def _record_limits_and_budgets(self, record, outcome: Outcome, awarded, at, source) -> None:
+        records = outcome.raw[1]
+        for plan in outcome.plan.rules:
+            if records[plan.position] is None:
                 continue
-            per = awarded.setdefault(effect.rule, {})
-            if effect.type == "award":
-                per[effect.balance] = per.get(effect.balance, ZERO) + effect.points
-            elif effect.type == "coupon":
-                per["coupons"] = per.get("coupons", ZERO) + ONE
-        for name in fired:
-            plan = self.plans.get(name)
-            if plan is None:
-                continue
+            name = plan.rule.name
             is_trigger = isinstance(plan.rule, ast.Trigger)
             if plan.rule.limits or is_trigger:  # triggers always, so reports can count them
                 self.store.add_firing(record.member.id, ("trigger:" if is_trigger else "rule:") + name, at, source)

@@ -199,16 +199,31 @@ class Engine:
         self.applier.record_activity(record, ev, earned)
         totals, rows = self._summary(entries)
         result = Result(
-            ev.id, ev.type, ev.member, "applied", totals, tuple(coupons), tier, messages, rows, tuple(notes)
+            ev.id,
+            ev.type,
+            ev.member,
+            "applied",
+            totals,
+            tuple(coupons),
+            tier,
+            messages,
+            rows,
+            tuple(notes),
+            outcome=outcome,
         )
-        result = attrs.evolve(result, outcome=outcome)
         self._store_result(result, digest, payload, ev.at)
-        for parked in self.store.parked_refunds(ev.id) if ev.type == "purchase" else ():
+        for parked in self.store.parked_refunds(ev.id):
             self.store.save_member(record)
             refund = structure_event(json.loads(parked.payload), self.program.event_types)
-            self._store_result(
-                self._refund_now(record, refund, parked.id), parked.hash, parked.payload, refund.at, ev.id
-            )
+            try:
+                with self.store.transaction():  # a savepoint: a refund that cannot apply must not block its purchase
+                    done = self._refund_now(record, refund, parked.id)
+            except RefusedError as exc:
+                record = self.store.load_member(ev.member) or record
+                done = Result(
+                    parked.id, "refund", refund.member, "refused", notes=(f"refused ({exc.code}): {exc.reason}",)
+                )
+            self._store_result(done, parked.hash, parked.payload, refund.at, ev.id)
         self.store.save_member(record)
         return result
 

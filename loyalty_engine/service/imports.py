@@ -16,8 +16,12 @@ In CSV the same fields are columns; nested ones are flattened with a dot:
   day when given), dated at the import.
 - ``qualifying`` totals count as activity on the import day, so they stay in
   tier windows (and statistics) until they age out.
-- Idempotent on the member id: a member that already has an opening entry is
-  left as it is (details are updated, balances are not added twice).
+- Idempotent on the member id: a member imported before is left as it is
+  (details are updated, balances are not added twice: ``skipped``). A member
+  the engine already knows but never imported (one who shopped before the
+  import, say) gets the opening state once (``updated``).
+- Opening balances count as activity at the import, so ``expire N after last
+  activity`` starts counting then.
 - A bad row is reported with its line number and nothing of it is written.
 """
 
@@ -41,6 +45,7 @@ from ..wire import structure_member
 from .history import shift
 
 ZERO = Decimal(0)
+IMPORTED = "import"  # the firing key that records a member's import
 MEMBER_KEYS = ("id", "name", "joined", "birthday", "email", "phone", "tier", "attributes")
 
 
@@ -148,7 +153,13 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
         if b not in program.checked.balances
     ]
     problems += [(f"balances.{b}", f"must be >= 0 (got {a})") for b, a in balances.items() if a < 0]
+    problems += [
+        (f"balances.{b}", f"{b} are whole numbers (got {a})")
+        for b, a in balances.items()
+        if b in program.checked.balances and not program.checked.balances[b].money and a != a.to_integral_value()
+    ]
     problems += [(f"qualifying.{s}", f"'{s}' is not a statistic") for s in qualifying if s not in STATS]
+    problems += [(f"qualifying.{s}", f"must be >= 0 (got {v})") for s, v in qualifying.items() if v < 0]
     tiers = program.checked.tiers
     names = [lvl.name.name for lvl in tiers.levels] if tiers else []
     if member.tier is not None and member.tier not in names:
@@ -165,15 +176,25 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
         raise InputError(problems, "member")
     store = engine.store
     with store.transaction():
+        source = f"import:{member.id}"
         record = store.load_member(member.id)
         if record is not None:
+            tier_before = record.member.tier
             record.member = attrs.evolve(
                 member, tier=member.tier or record.member.tier, joined=member.joined or record.member.joined
             )
             store.save_member(record)
-            already = any(e.kind == "opening" for e in store.entries_for_event(f"import:{member.id}"))
-            return "skipped" if already else "updated"
-        record = engine.new_record(member, at)
+            already = IMPORTED in store.firings(member.id, [IMPORTED]) or any(
+                e.kind == "opening" for e in store.entries_for_event(source)
+            )
+            if already:
+                return "skipped"
+            outcome = "updated"  # known (e.g. shopped before the import) but not imported yet: add the opening state
+            if member.tier == tier_before:
+                member = attrs.evolve(member, tier=None)  # the tier it holds: keep its dates
+        else:
+            record = engine.new_record(member, at)
+            outcome = "created"
         if member.tier is not None:
             record.tier_since = tier_since or engine.local_day(at)
             review = tiers.review if tiers else None
@@ -181,7 +202,6 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
             while record.tier_review is not None and record.tier_review <= engine.local_day(at):
                 record.tier_review = shift(record.tier_review, review.every_months, "month")
         store.save_member(record)
-        source = f"import:{member.id}"
         for balance, amount in balances.items():
             if amount:
                 engine.ledger.post(
@@ -196,8 +216,11 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
                 )
         if qualifying:
             engine.applier.add_stats(record, engine.local_day(at), source, qualifying, None)
+        if any(balances.values()) and record.last_activity is None:
+            record.last_activity = at  # "expire N after last activity" counts from the import
+        store.add_firing(member.id, IMPORTED, at, source)  # marks the member imported: a re-import adds nothing
         store.save_member(record)
-        return "created"
+        return outcome
 
 
 def import_members(engine, path: str | Path, at: dt.datetime | None = None) -> ImportReport:
@@ -214,7 +237,7 @@ def import_members(engine, path: str | Path, at: dt.datetime | None = None) -> I
                 problem = f"invalid member: {exc}"
             else:
                 setattr(report, outcome, getattr(report, outcome) + 1)
-                if outcome == "created":
+                if outcome in ("created", "updated"):
                     for balance, amount in _decimals(row.get("balances"), "balances").items():
                         report.opening[balance] = report.opening.get(balance, ZERO) + amount
         if problem is not None:

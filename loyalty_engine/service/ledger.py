@@ -78,9 +78,9 @@ class Ledger:
             reason,
             shortfall=shortfall,
         )
-        (entry_id,) = self.store.add_entries([entry])
+        self.store.add_entries([entry])
         record.balances[balance] = record.balances.get(balance, ZERO) + amount
-        return _with_id(entry, entry_id)
+        return entry
 
     def _credit(self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, expires_on):
         before = record.balances.get(balance, ZERO)
@@ -161,9 +161,3 @@ class Ledger:
         ready = sum((lot.remaining for lot in lots if lot.releases_on is None or lot.releases_on <= day), ZERO)
         pending = sorted((lot.releases_on, lot.remaining) for lot in lots if lot.releases_on and lot.releases_on > day)
         return ready, pending
-
-
-def _with_id(entry: LedgerEntry, entry_id: int) -> LedgerEntry:
-    import attrs
-
-    return attrs.evolve(entry, id=entry_id)

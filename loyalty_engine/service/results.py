@@ -13,6 +13,11 @@ def _num(value: Decimal):
     return int(value) if value == value.to_integral_value() else str(value)
 
 
+def _entry_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One ledger line with its amount as canonical text, so a stored (JSON) result equals the first one."""
+    return dict(row, amount=str(_num(Decimal(str(row["amount"])))))
+
+
 @frozen
 class Result:
     """The applied result of one event or operation.
@@ -26,12 +31,12 @@ class Result:
     id: str
     kind: str
     member: str | None
-    status: str = "applied"  # applied | parked
+    status: str = "applied"  # applied | parked | refused (a parked refund its purchase could not take)
     totals: dict[str, Decimal] = field(factory=dict)
     coupons: tuple[str, ...] = ()
     tier: str | None = None
     messages: int = 0
-    entries: tuple[dict[str, Any], ...] = ()
+    entries: tuple[dict[str, Any], ...] = field(default=(), converter=lambda rows: tuple(map(_entry_row, rows)))
     notes: tuple[str, ...] = ()
     value: dict[str, Any] = field(factory=dict)  # operation details, e.g. a coupon's discount
     duplicate: bool = False

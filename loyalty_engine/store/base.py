@@ -34,11 +34,12 @@ class MemberRecord:
     debts: dict[str, Decimal] = field(factory=dict)
     lifetime: dict[str, Decimal] = field(factory=dict)
     stored: bool = False  # False until the first save
+    loaded: tuple | None = field(default=None, eq=False, repr=False)  # the stored row, to write only what changed
 
 
-@frozen
+@define
 class LedgerEntry:
-    """One append-only ledger line. ``amount`` is signed."""
+    """One append-only ledger line. ``amount`` is signed; ``id`` is set by the store when it is added."""
 
     member: str
     balance: str

@@ -45,9 +45,9 @@ def m001_members(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"balances", "debts", "lifetime", "attributes", "created_at"},
     )
-    db["members"].create_index(["last_activity"])
-    db["members"].create_index(["tier_review"])
-    db["members"].create_index(["grace_until"])
+    # Partial indexes: most members never need them, and an index a write does not touch costs nothing.
+    db.execute("CREATE INDEX members_tier_review ON members(tier_review) WHERE tier_review IS NOT NULL")
+    db.execute("CREATE INDEX members_grace_until ON members(grace_until) WHERE grace_until IS NOT NULL")
 
 
 @migration
@@ -76,7 +76,7 @@ def m002_ledger(db: sqlite_utils.Database) -> None:
     )
     db["ledger"].create_index(["member", "balance", "day"])
     db["ledger"].create_index(["event"])
-    db["ledger"].create_index(["reverses"])
+    db.execute("CREATE INDEX ledger_reverses ON ledger(reverses) WHERE reverses IS NOT NULL")
     db.executescript(
         """
         CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
@@ -102,7 +102,7 @@ def m002_ledger(db: sqlite_utils.Database) -> None:
         foreign_keys=[("id", "ledger", "id")],
     )
     db.execute("CREATE INDEX lots_open_member ON lots(member, balance) WHERE open = 1")
-    db.execute("CREATE INDEX lots_open_expiry ON lots(expires_on) WHERE open = 1")
+    db.execute("CREATE INDEX lots_open_expiry ON lots(expires_on) WHERE open = 1 AND expires_on IS NOT NULL")
     db["lot_moves"].create(
         {"entry": int, "lot": int, "amount": str},
         foreign_keys=[("entry", "ledger", "id"), ("lot", "lots", "id")],
@@ -112,22 +112,22 @@ def m002_ledger(db: sqlite_utils.Database) -> None:
 
 @migration
 def m003_events(db: sqlite_utils.Database) -> None:
-    db["events"].create(
-        {
-            "id": str,
-            "kind": str,
-            "member": str,
-            "hash": str,
-            "at": str,
-            "program": str,
-            "status": str,  # applied | parked (a refund waiting for its purchase)
-            "original": str,
-            "payload": str,
-            "outcome": str,
-            "processed_at": str,
-        },
-        pk="id",
-        not_null={"kind", "hash", "status"},
+    db.execute(
+        """
+        CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            member TEXT,
+            hash TEXT NOT NULL,
+            at TEXT,
+            program TEXT,
+            status TEXT NOT NULL,  -- applied | parked (a refund waiting for its purchase)
+            original TEXT,
+            payload TEXT,
+            outcome TEXT,
+            processed_at TEXT
+        ) WITHOUT ROWID
+        """
     )
     db.execute("CREATE INDEX events_parked ON events(original) WHERE status = 'parked'")
     db["returns"].create(
@@ -135,22 +135,24 @@ def m003_events(db: sqlite_utils.Database) -> None:
         foreign_keys=[("purchase", "events", "id")],
     )
     db["returns"].create_index(["purchase"])
-    # One row per event and day: money and points in 1/10000 units so SQL sums are exact.
-    db["activity"].create(
-        {
-            "member": str,
-            "day": str,
-            "event": str,
-            "spend": int,
-            "visits": int,
-            "purchases": int,
-            "nights": int,
-            "refunds": int,
-            "points_earned": int,
-            "points_redeemed": int,
-        },
+    # One row per member, day and event: money and points in 1/10000 units so SQL sums are exact.
+    db.execute(
+        """
+        CREATE TABLE activity (
+            member TEXT NOT NULL,
+            day TEXT NOT NULL,
+            event TEXT NOT NULL,
+            spend INTEGER NOT NULL DEFAULT 0,
+            visits INTEGER NOT NULL DEFAULT 0,
+            purchases INTEGER NOT NULL DEFAULT 0,
+            nights INTEGER NOT NULL DEFAULT 0,
+            refunds INTEGER NOT NULL DEFAULT 0,
+            points_earned INTEGER NOT NULL DEFAULT 0,
+            points_redeemed INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (member, day, event)
+        ) WITHOUT ROWID
+        """
     )
-    db["activity"].create_index(["member", "day"])
     db["firings"].create({"member": str, "key": str, "at": str, "event": str})
     db["firings"].create_index(["member", "key"])
     db["firings"].create_index(["event"])

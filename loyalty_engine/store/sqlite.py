@@ -43,6 +43,27 @@ from .base import (
 )
 from .migrations import migrate
 
+_MEMBER_NAMES = [
+    "id",
+    "name",
+    "joined",
+    "birthday",
+    "email",
+    "phone",
+    "attributes",
+    "tier",
+    "tier_since",
+    "tier_review",
+    "grace_until",
+    "first_purchase",
+    "last_purchase",
+    "last_activity",
+    "balances",
+    "debts",
+    "lifetime",
+    "created_at",
+]
+_MEMBER_SET = ", ".join(f"{name} = ?" for name in _MEMBER_NAMES[1:])
 SCALE = Decimal(10000)  # activity statistics are stored in 1/10000 units
 SYNCHRONOUS = ("FULL", "NORMAL")
 _MEMBER_COLUMNS = (
@@ -69,7 +90,13 @@ class SQLiteStore:
     One store object holds one connection: use one per thread or process.
     """
 
-    def __init__(self, path: str | Path = "loyalty.db", synchronous: str = "FULL", busy_timeout: float = 5.0):
+    def __init__(
+        self,
+        path: str | Path = "loyalty.db",
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+        wal_autocheckpoint: int = 10000,
+    ):
         synchronous = synchronous.upper()
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)} (got {synchronous!r})")
@@ -85,6 +112,9 @@ class SQLiteStore:
         if self.path != ":memory:":
             self._retry_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
         self.conn.execute(f"PRAGMA synchronous = {synchronous}")
+        # Checkpoint every ~40 MB of WAL instead of 4 MB: each event writes ~15 pages, and
+        # fewer, larger checkpoints write a page touched by many events once. Durability is unchanged.
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {wal_autocheckpoint}")
         self.conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
@@ -212,7 +242,7 @@ class SQLiteStore:
         return [e for (i,) in rows.fetchall() if (e := self.get_event(i)) is not None]
 
     def events(self, kind: str | None = None) -> Iterable[StoredEvent]:
-        sql = "SELECT id FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY rowid"
+        sql = "SELECT id FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY processed_at, id"
         for (event_id,) in self.conn.execute(sql, (kind,) if kind else ()).fetchall():
             event = self.get_event(event_id)
             if event is not None:
@@ -244,6 +274,7 @@ class SQLiteStore:
             _dec_map(row[15]),
             _dec_map(row[16]),
             True,
+            tuple(row),
         )
 
     def load_member(self, member_id: str) -> MemberRecord | None:
@@ -272,16 +303,17 @@ class SQLiteStore:
             _enc_map(record.lifetime),
             iso(record.created_at),
         )
-        if record.stored:
-            self.conn.execute(
-                "UPDATE members SET name=?, joined=?, birthday=?, email=?, phone=?, attributes=?, tier=?, "
-                "tier_since=?, tier_review=?, grace_until=?, first_purchase=?, last_purchase=?, last_activity=?, "
-                "balances=?, debts=?, lifetime=?, created_at=? WHERE id=?",
-                values[1:] + (m.id,),
-            )
-        else:
+        if not record.stored:
             self.conn.execute(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({', '.join('?' * 18)})", values)
             record.stored = True
+        elif record.loaded is None:
+            self.conn.execute(f"UPDATE members SET {_MEMBER_SET} WHERE id = ?", values[1:] + (m.id,))
+        else:  # only the columns that changed: fewer index updates, fewer pages written
+            changed = [i for i in range(1, len(values)) if values[i] != record.loaded[i]]
+            if changed:
+                sets = ", ".join(f"{_MEMBER_NAMES[i]} = ?" for i in changed)
+                self.conn.execute(f"UPDATE members SET {sets} WHERE id = ?", (*(values[i] for i in changed), m.id))
+        record.loaded = values
 
     def iter_members(self, after: str | None, limit: int) -> list[MemberRecord]:
         rows = self.conn.execute(
@@ -290,9 +322,10 @@ class SQLiteStore:
         return [self._member(r) for r in rows]
 
     def members_inactive_since(self, cutoff: dt.datetime, after: str | None, limit: int) -> list[str]:
+        """Members with a balance whose last activity is before ``cutoff`` (a chunked scan: a daily job)."""
         rows = self.conn.execute(
-            "SELECT id FROM members WHERE last_activity < ? AND balances != '{}' AND id > ? ORDER BY id LIMIT ?",
-            (cutoff.isoformat(), after or "", limit),
+            "SELECT id FROM members WHERE id > ? AND last_activity < ? AND balances != '{}' ORDER BY id LIMIT ?",
+            (after or "", cutoff.isoformat(), limit),
         )
         return [r[0] for r in rows.fetchall()]
 
@@ -324,13 +357,14 @@ class SQLiteStore:
                     e.event,
                     e.rule,
                     e.program,
-                    None if e.lines is None else json.dumps([str(w) for w in e.lines]),
+                    None if e.lines is None else '["' + '","'.join(map(str, e.lines)) + '"]',
                     e.reverses,
                     e.reason,
                     None if e.shortfall is None else str(e.shortfall),
                 ),
             )
-            ids.append(cur.lastrowid)
+            e.id = cur.lastrowid
+            ids.append(e.id)
         return ids
 
     _ENTRY = "id, member, balance, kind, amount, at, day, event, rule, program, lines, reverses, reason, shortfall"
@@ -465,10 +499,12 @@ class SQLiteStore:
     # -------------------------------------------------------------- statistics, history, budgets
 
     def add_activity(self, member_id: str, day: dt.date, event: str | None, stats: dict[str, Decimal]) -> None:
+        values = tuple(_scaled(stats.get(name, 0)) for name in ACTIVITY_STATS)
         self.conn.execute(
             "INSERT INTO activity (member, day, event, spend, visits, purchases, nights, refunds, points_earned, "
-            "points_redeemed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (member_id, day.isoformat(), event, *(_scaled(stats.get(name, 0)) for name in ACTIVITY_STATS)),
+            "points_redeemed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member, day, event) DO UPDATE SET "
+            + ", ".join(f"{name} = {name} + excluded.{name}" for name in ACTIVITY_STATS),
+            (member_id, day.isoformat(), event or "", *values),
         )
 
     @staticmethod
