@@ -209,5 +209,7 @@ def schema(as_json: bool) -> None:
 
 from . import cli_state  # noqa: E402, F401 - registers the database commands on `main`
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover - python -m loyalty_engine.cli: use the module the commands live on
+    from loyalty_engine.cli import main as registered
+
+    registered()

@@ -26,18 +26,22 @@ PROGRAM_HELP = "Program file (default: the program the database was last used wi
 
 def _program_from_db(store: SQLiteStore) -> Program | None:
     """Rebuild the program last used with this database from the text kept in it."""
-    row = store.conn.execute("SELECT sources FROM programs ORDER BY first_used DESC, rowid DESC LIMIT 1").fetchone()
+    row = store.conn.execute(
+        "SELECT version, sources FROM programs ORDER BY first_used DESC, rowid DESC LIMIT 1"
+    ).fetchone()
     if row is None:
         return None
-    files: dict[str, str] = json.loads(row[0])
+    version, sources = row
+    files: dict[str, str] = json.loads(sources)
     absolute = [os.path.abspath(p) for p in files]
     root = os.path.commonpath([os.path.dirname(p) for p in absolute])
-    folder = Path(tempfile.mkdtemp(prefix="loyalty-program-"))
+    folder = Path(tempfile.gettempdir()) / f"loyalty-program-{version[:16]}"  # one folder per version, reused
     paths = []
     for name, text in zip(absolute, files.values()):
         target = folder / os.path.relpath(name, root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text + "\n", encoding="utf-8")
+        if not target.exists() or target.read_text(encoding="utf-8") != text + "\n":
+            target.write_text(text + "\n", encoding="utf-8")
         paths.append(target)
     return _load(paths[0])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from decimal import Decimal
@@ -230,8 +231,10 @@ def load_program(path: str | Path, text: str | None = None, schema: Schema | Non
     if not result.ok:
         raise RuleFileError(result.diagnostics)
     digest = hashlib.sha256()
-    for name in sorted(result.sources.texts):
-        digest.update(name.encode())
+    base = os.path.dirname(os.path.abspath(path))
+    for name in sorted(result.sources.texts, key=lambda n: os.path.relpath(os.path.abspath(n), base)):
+        # names relative to the main file: the same program has the same version wherever it lives
+        digest.update(os.path.relpath(os.path.abspath(name), base).encode())
         digest.update(b"\0")
         digest.update("\n".join(result.sources.texts[name]).encode())
         digest.update(b"\0")

@@ -124,8 +124,10 @@ class Applier:
     def line_weights(self, node: ast.Award | None, outcome: Outcome) -> tuple[Decimal, ...] | None:
         """Per cart line, the weight an award was earned on (None: a fixed bonus, not line-based)."""
         event = outcome.event
-        if node is None or node.rate is None or event is None or not event.items:
+        if node is None or node.rate is None or event is None:
             return None
+        if not event.items:
+            return ()  # earned on the whole basket: returned by amount
         condition = self._line_filter(node)
         if condition is not None:
             matches = self.program.item_matches(condition, outcome)

@@ -33,6 +33,8 @@ from .refunds import Refunds
 from .results import Result
 
 ZERO = Decimal(0)
+# Refusals that depend on another till's moment (not on the member's state) are not remembered for the id.
+TRANSIENT_REFUSALS = frozenset({"coupon_reserved"})
 
 
 def utc_now() -> dt.datetime:
@@ -49,10 +51,19 @@ class Engine:
     :class:`RefusedError` with a ``code`` and a readable ``reason``.
     """
 
-    def __init__(self, program: Program, store: Store, clock: Callable[[], dt.datetime] = utc_now):
+    def __init__(
+        self,
+        program: Program,
+        store: Store,
+        clock: Callable[[], dt.datetime] = utc_now,
+        remember_refusals: bool = True,
+    ):
         self.program = program
         self.store = store
         self.clock = clock
+        # True (the default): a refusal is stored as that id's answer, like a result, so a retry (or a
+        # replayed history) gets it again. False: a refused request writes nothing and may be retried.
+        self.remember_refusals = remember_refusals
         self.tz = zoneinfo.ZoneInfo(program.timezone)
         self.context = ContextBuilder(program, store)
         self.ledger = Ledger(program, store, self.tz)
@@ -110,11 +121,33 @@ class Engine:
             member = attrs.evolve(member, joined=day)
         record = MemberRecord(member, at)
         tiers = self.program.checked.tiers
-        if tiers is not None and member.tier is None and tiers.levels and tiers.levels[0].threshold <= 0:
-            record.member = attrs.evolve(member, tier=tiers.levels[0].name.name)
-            record.tier_since = member.joined
-            record.tier_review = shift(member.joined, tiers.review.every_months, "month") if tiers.review else None
+        if member.tier is not None:
+            self.check_tier(member.tier)
+            self.place_in_tier(record, member.tier, member.joined, day)
+        elif tiers is not None and tiers.levels and tiers.levels[0].threshold <= 0:
+            self.place_in_tier(record, tiers.levels[0].name.name, member.joined, day)
         return record
+
+    def check_tier(self, tier: str) -> None:
+        tiers = self.program.checked.tiers
+        if tiers is None:  # the program has no tier block: tiers are the POS's business
+            return
+        names = [lvl.name.name for lvl in tiers.levels]
+        if tier not in names:
+            raise InputError([("tier", f"'{tier}' is not a tier of this program ({', '.join(names)})")], "member")
+
+    def place_in_tier(self, record: MemberRecord, tier: str, since: dt.date, today: dt.date) -> None:
+        """Put a member in ``tier`` from ``since``; the next review is the first one after ``today``."""
+        tiers = self.program.checked.tiers
+        record.member = attrs.evolve(record.member, tier=tier)
+        record.tier_since = since
+        record.grace_until = None
+        record.tier_review = None
+        if tiers is not None and tiers.review is not None:
+            review = shift(since, tiers.review.every_months, "month")
+            while review <= today:
+                review = shift(review, tiers.review.every_months, "month")
+            record.tier_review = review
 
     def _record(self, member_id: str, at: dt.datetime) -> MemberRecord:
         return self.store.load_member(member_id) or self.new_record(member_id, at)
@@ -130,13 +163,31 @@ class Engine:
         if not op_id:
             raise InputError([("id", "an id (or reference) is required so that a retry is not applied twice")], kind)
         digest = hashlib.sha256(payload.encode()).hexdigest()
+        refusal = None
         with self.store.transaction():
             stored = self.store.get_event(op_id)
             if stored is not None:
                 if stored.hash != digest:
                     raise ConflictError(op_id)
+                if stored.status == "refused":
+                    data = json.loads(stored.outcome)
+                    raise RefusedError(data["code"], data["reason"])
                 return Result.from_json(stored.outcome, duplicate=True)
-            result = apply(digest)
+            try:
+                with self.store.transaction():  # a savepoint: a refusal undoes whatever was started
+                    result = apply(digest)
+            except RefusedError as exc:
+                if not self.remember_refusals or exc.code in TRANSIENT_REFUSALS:
+                    raise
+                # The refusal is the answer for this id: a rerun gets it again, so it cannot apply
+                # later (against a later balance) what was refused the first time.
+                refusal = exc
+                outcome = json.dumps({"code": exc.code, "reason": exc.reason}, ensure_ascii=False)
+                self.store.put_event(
+                    StoredEvent(op_id, kind, member, digest, None, "refused", payload, outcome, self.program.version)
+                )
+        if refusal is not None:
+            raise refusal
         return result
 
     def _store_result(self, result: Result, digest: str, payload: str, at, original=None) -> None:
@@ -218,11 +269,24 @@ class Engine:
             try:
                 with self.store.transaction():  # a savepoint: a refund that cannot apply must not block its purchase
                     done = self._refund_now(record, refund, parked.id)
-            except RefusedError as exc:
+            except RefusedError as exc:  # remembered as the refund's answer, like a refusal on arrival
                 record = self.store.load_member(ev.member) or record
-                done = Result(
-                    parked.id, "refund", refund.member, "refused", notes=(f"refused ({exc.code}): {exc.reason}",)
+                answer = json.dumps({"code": exc.code, "reason": exc.reason}, ensure_ascii=False)
+                self.store.put_event(
+                    StoredEvent(
+                        id=parked.id,
+                        kind="refund",
+                        member=refund.member,
+                        hash=parked.hash,
+                        at=refund.at,
+                        status="refused",
+                        payload=parked.payload,
+                        outcome=answer,
+                        program=self.program.version,
+                        original=ev.id,
+                    )
                 )
+                continue
             self._store_result(done, parked.hash, parked.payload, refund.at, ev.id)
         self.store.save_member(record)
         return result
@@ -258,7 +322,7 @@ class Engine:
             0,
             rows,
             tuple(notes),
-            {"refunded": str(refunded)},
+            {"refunded": f"{refunded:.2f}"},
         )
 
     # -------------------------------------------------------------- points operations
@@ -439,9 +503,11 @@ class Engine:
             if record is None:
                 record = self.new_record(member, at)
             else:
-                record.member = attrs.evolve(
-                    member, tier=record.member.tier, joined=member.joined or record.member.joined
-                )
+                current = record.member.tier
+                record.member = attrs.evolve(member, tier=current, joined=member.joined or record.member.joined)
+                if member.tier is not None and member.tier != current:  # an administrative tier change
+                    self.check_tier(member.tier)
+                    self.applier.change_tier(record, member.tier, at, "set by a member update", None)
             self.store.save_member(record)
         return record
 

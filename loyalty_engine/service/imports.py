@@ -42,7 +42,6 @@ from attrs import define, field
 from ..errors import InputError, LoyaltyError
 from ..language.schema import STATS
 from ..wire import structure_member
-from .history import shift
 
 ZERO = Decimal(0)
 IMPORTED = "import"  # the firing key that records a member's import
@@ -196,11 +195,7 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
             record = engine.new_record(member, at)
             outcome = "created"
         if member.tier is not None:
-            record.tier_since = tier_since or engine.local_day(at)
-            review = tiers.review if tiers else None
-            record.tier_review = shift(record.tier_since, review.every_months, "month") if review else None
-            while record.tier_review is not None and record.tier_review <= engine.local_day(at):
-                record.tier_review = shift(record.tier_review, review.every_months, "month")
+            engine.place_in_tier(record, member.tier, tier_since or engine.local_day(at), engine.local_day(at))
         store.save_member(record)
         for balance, amount in balances.items():
             if amount:

@@ -150,14 +150,20 @@ class Ledger:
     def spendable(self, record: MemberRecord, balance: str, day: dt.date, spend_pending: bool) -> list[Lot]:
         """Open lots in spending order: soonest expiry first, then oldest."""
         lots = self.store.open_lots(record.member.id, balance)
-        if not spend_pending:
-            lots = [lot for lot in lots if lot.releases_on is None or lot.releases_on <= day]
+        if not spend_pending:  # a redemption: only released lots that have not expired (even if not yet swept)
+            lots = [lot for lot in lots if self._usable(record, lot, day)]
         far = dt.date.max
         return sorted(lots, key=lambda lot: (lot_expiry(self.program, record, lot) or far, lot.id))
+
+    def _usable(self, record: MemberRecord, lot: Lot, day: dt.date) -> bool:
+        if lot.releases_on is not None and lot.releases_on > day:
+            return False
+        expiry = lot_expiry(self.program, record, lot)
+        return expiry is None or expiry > day
 
     def available(self, record: MemberRecord, balance: str, day: dt.date) -> tuple[Decimal, list[tuple]]:
         """What can be spent today, and the pending lots as ``(release day, amount)``."""
         lots = self.store.open_lots(record.member.id, balance)
-        ready = sum((lot.remaining for lot in lots if lot.releases_on is None or lot.releases_on <= day), ZERO)
+        ready = sum((lot.remaining for lot in lots if self._usable(record, lot, day)), ZERO)
         pending = sorted((lot.releases_on, lot.remaining) for lot in lots if lot.releases_on and lot.releases_on > day)
         return ready, pending

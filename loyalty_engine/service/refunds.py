@@ -31,6 +31,7 @@ from ..wire import structure_event
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+WHOLE = -1  # the "line" under which refunds of a purchase without lines record the amount returned
 
 
 def returned_lines(original: Event, refund: Event, already: dict[int, Decimal], notes: list[str]) -> dict[int, Decimal]:
@@ -82,10 +83,15 @@ class Refunds:
         original = structure_event(json.loads(stored_original.payload), program.event_types)
         notes: list[str] = []
         before = store.returns(original.id)
-        now = returned_lines(original, refund, before, notes)
-        after = {i: before.get(i, ZERO) + now.get(i, ZERO) for i in range(len(original.items))}
-        full = all(after[i] >= item.quantity for i, item in enumerate(original.items))
-        amounts = tuple(item.amount for item in original.items)
+        if original.items:
+            now = returned_lines(original, refund, before, notes)
+            after = {i: before.get(i, ZERO) + now.get(i, ZERO) for i in range(len(original.items))}
+            full = all(after[i] >= item.quantity for i, item in enumerate(original.items))
+            amounts = tuple(item.amount for item in original.items)
+            basket_share = fraction(amounts, after, original.items)
+        else:  # a purchase without lines is returned by amount (a refund without an amount returns what is left)
+            now, basket_share, full = self._by_amount(original, refund, before, notes)
+            after = {}
         policy = program.checked.refund_bonuses
         entries = store.entries_for_event(original.id)
         earned = [e for e in entries if e.kind == "earn"]
@@ -93,9 +99,9 @@ class Refunds:
         written = []
         for entry in earned:
             if entry.lines is not None:
-                share = fraction(entry.lines, after, original.items)
+                share = fraction(entry.lines, after, original.items) if original.items else basket_share
             elif policy == "reverse":
-                share = fraction(amounts, after, original.items) if original.items else Fraction(1)
+                share = basket_share
             elif policy == "full":
                 share = Fraction(1 if full else 0)
             else:
@@ -130,6 +136,18 @@ class Refunds:
         refunded = self._statistics(record, original, refund, now)
         return written, notes, refunded
 
+    @staticmethod
+    def _by_amount(original: Event, refund: Event, before, notes) -> tuple[dict, Fraction, bool]:
+        total = original.net_amount
+        already = before.get(WHOLE, ZERO)
+        left = max(ZERO, total - already)
+        asked = refund.net_amount if refund.net_amount else left
+        take = min(asked, left)
+        if asked > take:
+            notes.append(f"{asked - take} asked back but only {left} left to refund from '{original.id}'")
+        share = Fraction(already + take) / Fraction(total) if total else Fraction(1)
+        return ({WHOLE: take} if take else {}), min(Fraction(1), share), already + take >= total
+
     def _release_budget(self, rule: str | None, balance: str, change: Decimal) -> None:
         plan = self.s.applier.plans.get(rule) if rule else None
         for key, _amount, unit in plan.budgets if plan else ():
@@ -137,8 +155,11 @@ class Refunds:
                 self.s.store.add_budget(key, change)
 
     def _statistics(self, record, original: Event, refund: Event, now: dict[int, Decimal]) -> Decimal:
-        gross = sum((original.items[i].amount * q / original.items[i].quantity for i, q in now.items()), ZERO)
-        net = gross * original.net_amount / original.amount if original.amount else ZERO
+        if not original.items:
+            net = now.get(WHOLE, ZERO)
+        else:
+            gross = sum((original.items[i].amount * q / original.items[i].quantity for i, q in now.items()), ZERO)
+            net = gross * original.net_amount / original.amount if original.amount else ZERO
         net = net.quantize(Decimal("0.0001"))
         if not net:
             return ZERO

@@ -77,13 +77,14 @@ def m002_ledger(db: sqlite_utils.Database) -> None:
     db["ledger"].create_index(["member", "balance", "day"])
     db["ledger"].create_index(["event"])
     db.execute("CREATE INDEX ledger_reverses ON ledger(reverses) WHERE reverses IS NOT NULL")
-    db.executescript(
-        """
-        CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
-        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
-        CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
-        BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
-        """
+    # (execute, not executescript: executescript would commit the migration's transaction)
+    db.execute(
+        "CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger "
+        "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger "
+        "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
     )
     # A lot is what is left of one positive entry, so expiry and spending can go FIFO.
     db["lots"].create(
@@ -221,6 +222,17 @@ def m005_outbox_and_runs(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_due ON outbox(next_attempt) WHERE status = 'pending'")
     # Scheduled work per local day: triggers resume after the last member done.
     db["schedule_runs"].create({"day": str, "last_member": str, "done": int}, pk="day")
+
+
+@migration
+def m006_ledger_no_replace(db: sqlite_utils.Database) -> None:
+    # INSERT OR REPLACE deletes the old row without firing delete triggers (unless recursive_triggers is on):
+    # refuse an insert that would replace an existing entry, so the ledger stays append-only.
+    db.execute(
+        "CREATE TRIGGER ledger_append_only_replace BEFORE INSERT ON ledger "
+        "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM ledger WHERE id = NEW.id) "
+        "BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END"
+    )
 
 
 def applied(db: sqlite_utils.Database) -> set[str]:

@@ -357,7 +357,7 @@ class SQLiteStore:
                     e.event,
                     e.rule,
                     e.program,
-                    None if e.lines is None else '["' + '","'.join(map(str, e.lines)) + '"]',
+                    None if e.lines is None else json.dumps(list(map(str, e.lines))),
                     e.reverses,
                     e.reason,
                     None if e.shortfall is None else str(e.shortfall),
