@@ -197,7 +197,12 @@ def _apply_line(engine, data, report: RunReport) -> str | None:
     kind = data.get("type")
     report.kinds[kind] += 1
     if not isinstance(result, Result):  # a member update or a day of triggers
-        report.applied += 1
+        if getattr(result, "already_done", False):
+            report.duplicates += 1
+        else:
+            report.applied += 1
+            report.coupons += getattr(result, "coupons", 0)
+            report.messages += getattr(result, "messages", 0)
         return None
     if result.duplicate:
         report.duplicates += 1
