@@ -20,19 +20,17 @@ from .program import Program
 from .service.engine import Engine
 from .store.sqlite import SQLiteStore
 
+EXIT_STORE = 3  # the database failed (disk full, read-only...): nothing half-written, rerun to resume
 DB_HELP = "SQLite database file (created if missing)."
 PROGRAM_HELP = "Program file (default: the program the database was last used with)."
 
 
 def _program_from_db(store: SQLiteStore) -> Program | None:
     """Rebuild the program last used with this database from the text kept in it."""
-    row = store.conn.execute(
-        "SELECT version, sources FROM programs ORDER BY first_used DESC, rowid DESC LIMIT 1"
-    ).fetchone()
-    if row is None:
+    latest = store.latest_program()
+    if latest is None:
         return None
-    version, sources = row
-    files: dict[str, str] = json.loads(sources)
+    version, files = latest
     absolute = [os.path.abspath(p) for p in files]
     root = os.path.commonpath([os.path.dirname(p) for p in absolute])
     folder = Path(tempfile.gettempdir()) / f"loyalty-program-{version[:16]}"  # one folder per version, reused
@@ -96,7 +94,8 @@ def run(program: Path, events: Path, db: Path, stop_on_error: bool, batch: int, 
     """Process a history file (JSON lines) in order: events, redemptions, adjustments, triggers.
 
     Idempotent: running the same file again applies nothing twice. A bad line
-    is reported with its line number; exit status 2 when any line failed.
+    is reported with its line number; exit status 2 when any line failed or was
+    refused, 3 when the database failed (rerun the file to resume).
     """
     from .service.replay import run_lines
 
@@ -126,7 +125,13 @@ def run(program: Path, events: Path, db: Path, stop_on_error: bool, batch: int, 
         if report.totals:
             out.print("balance changes: " + ", ".join(f"{_num(v)} {b}" for b, v in report.totals.items()))
         out.print(f"coupons issued: {report.coupons}, messages queued: {report.messages}")
-    sys.exit(EXIT_INPUT if report.errors else 0)
+        if report.storage_failed:
+            err.print(
+                f"stopped at line {report.stopped_at} by a storage error; lines since the last commit were rolled "
+                "back. Fix the cause and run the same file again: what was applied is not applied twice.",
+                markup=False,
+            )
+    sys.exit(EXIT_STORE if report.storage_failed else EXIT_INPUT if report.errors else 0)
 
 
 # ------------------------------------------------------------------ member
@@ -323,11 +328,7 @@ def demo(db: Path | None):
     with engine, open(history, encoding="utf-8") as f:
         report = run_lines(engine, f, batch=200)
         summary = engine.store.summary()
-        top = engine.store.conn.execute(
-            "SELECT member, SUM(CAST(amount AS INTEGER)) AS earned FROM ledger WHERE balance = 'points' "
-            "AND kind = 'earn' GROUP BY member ORDER BY earned DESC, member LIMIT 5"
-        ).fetchall()
-        names = {r[0]: r[1] for r in engine.store.conn.execute("SELECT id, name FROM members").fetchall()}
+        top = engine.store.top_earners("points", 5)
     out.print(
         f"[bold]{prog.name}[/bold] ({prog.currency}, {prog.timezone}): {len(prog.checked.rules)} rules, "
         f"{len(prog.checked.triggers)} triggers, version {prog.version[:12]}"
@@ -365,5 +366,5 @@ def demo(db: Path | None):
     out.print("coupons: " + ("; ".join(coupons) or "none"))
     out.print("triggers fired: " + (", ".join(f"{k} x{v}" for k, v in summary["triggers"].items()) or "none"))
     out.print("outbox: " + (", ".join(f"{v} {k}" for k, v in summary["outbox"].items()) or "empty"))
-    out.print("top members by points earned: " + ", ".join(f"{m} {names.get(m) or ''} ({p:,})" for m, p in top))
+    out.print("top members by points earned: " + ", ".join(f"{m} {name or ''} ({_num(p)})" for m, name, p in top))
     out.print(f"look closer: loyalty member {top[0][0] if top else 'm-1001'} --db {db}")

@@ -171,6 +171,10 @@ class Applier:
         else:
             valid_until = template.valid_until
         code = f"{template_code}-{short_code(source, rule or '', str(n))}"
+        salt = 0
+        while self.store.get_coupon(code) is not None:  # 40 bits collide now and then at scale: pick the next code
+            salt += 1
+            code = f"{template_code}-{short_code(source, rule or '', str(n), str(salt))}"
         self.store.add_coupon(
             CouponRecord(code, template_code, member_id, "issued", at, valid_until, source, rule, self.program.version)
         )

@@ -10,9 +10,10 @@ Each refusal is a :class:`RefusedError` with a code and a readable reason.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import ROUND_HALF_UP, Decimal
 
-from ..errors import RefusedError
+from ..errors import InputError, RefusedError
 from ..model import Event
 from ..store.base import CouponRecord
 from ..wire import canonical_json
@@ -84,42 +85,82 @@ def discount_for(template, purchase: Event) -> tuple[Decimal, Decimal]:
     return eligible, value
 
 
-def redeem(engine, code: str, purchase: Event, reference: str | None, checkout: str | None) -> Result:
-    reference = reference or f"coupon:{code}:{purchase.id}"
-    payload = canonical_json(purchase)
-    payload = f'{{"code":"{code}","purchase":{payload}}}'
+def redeem(
+    engine,
+    code: str | None,
+    purchase: Event | str,
+    reference: str | None,
+    checkout: str | None,
+    template: str | None = None,
+    member: str | None = None,
+) -> Result:
+    """Redeem ``code`` (or the member's oldest usable coupon of ``template``) on ``purchase``.
+
+    ``purchase`` is the basket, or the id of a processed purchase. Both lookups
+    happen inside the idempotent transaction, so their refusals are remembered too.
+    """
+    if code is None and (template is None or member is None):
+        raise InputError([("code", "give a coupon code, or a member and a coupon template")], "coupon")
+    basket_id = purchase if isinstance(purchase, str) else purchase.id
+    reference = reference or f"coupon:{code or template}:{basket_id}"
+    what = {"code": code} if code else {"template": template, "member": member}
+    shown = json.dumps(purchase) if isinstance(purchase, str) else canonical_json(purchase)
+    payload = json.dumps(what, sort_keys=True, ensure_ascii=False)[:-1] + f',"purchase":{shown}}}'
+    owner = member if isinstance(purchase, str) else purchase.member
 
     def apply(digest: str) -> Result:
-        coupon = _load(engine, code)
-        if coupon.member != purchase.member:
-            raise RefusedError("wrong_member", f"coupon '{code}' belongs to another member")
-        _usable(engine, coupon, purchase.at, checkout)
-        template = engine.program.checked.coupons.get(coupon.template)
-        if template is None:
-            raise RefusedError("unknown_template", f"coupon template '{coupon.template}' is not in this program")
-        eligible, discount = discount_for(template, purchase)
-        if template.categories and eligible == 0:
-            raise RefusedError(
-                "not_eligible", f"coupon '{code}' applies only to {', '.join(template.categories)}; none in the basket"
-            )
-        if template.discount_kind == "free_item" and discount == 0:
-            raise RefusedError("not_eligible", f"coupon '{code}' is for '{template.discount_value}', not in the basket")
-        if template.min_spend is not None and eligible < template.min_spend:
-            raise RefusedError(
-                "min_spend",
-                f"coupon '{code}' needs a spend of {template.min_spend}; the basket has {eligible} "
-                f"(spend {template.min_spend - eligible} more)",
-            )
-        coupon.status = "redeemed"
-        coupon.redeemed_at = purchase.at
-        coupon.redeemed_ref = reference
-        coupon.discount = discount
-        coupon.reserved_by = None
-        coupon.reserved_until = None
-        engine.store.update_coupon(coupon)
-        value = {"code": code, "template": coupon.template, "discount": str(discount), "purchase": purchase.id}
-        result = Result(reference, "coupon", purchase.member, "applied", value=value)
-        engine._store_result(result, digest, payload, purchase.at)
-        return result
+        basket = _basket(engine, purchase)
+        coupon = _load(engine, code) if code else _oldest(engine, member, template, basket)
+        return _spend(engine, coupon, basket, reference, checkout, digest, payload)
 
-    return engine._idempotent(reference, "coupon", purchase.member, payload, apply)
+    return engine._idempotent(reference, "coupon", owner, payload, apply)
+
+
+def _basket(engine, purchase: Event | str) -> Event:
+    if not isinstance(purchase, str):
+        return purchase
+    stored = engine.store.get_event(purchase)
+    if stored is None or stored.kind != "purchase":
+        raise RefusedError("unknown_purchase", f"purchase '{purchase}' has not been processed")
+    return engine.to_event(json.loads(stored.payload))
+
+
+def _oldest(engine, member: str, template: str, purchase: Event) -> CouponRecord:
+    coupon = engine.store.find_coupon(member, template, engine.local_day(purchase.at))
+    if coupon is None:
+        raise RefusedError("no_coupon", f"member '{member}' has no usable {template} coupon")
+    return coupon
+
+
+def _spend(engine, coupon: CouponRecord, purchase: Event, reference, checkout, digest, payload) -> Result:
+    code = coupon.code
+    if coupon.member != purchase.member:
+        raise RefusedError("wrong_member", f"coupon '{code}' belongs to another member")
+    _usable(engine, coupon, purchase.at, checkout)
+    template = engine.program.checked.coupons.get(coupon.template)
+    if template is None:
+        raise RefusedError("unknown_template", f"coupon template '{coupon.template}' is not in this program")
+    eligible, discount = discount_for(template, purchase)
+    if template.categories and eligible == 0:
+        raise RefusedError(
+            "not_eligible", f"coupon '{code}' applies only to {', '.join(template.categories)}; none in the basket"
+        )
+    if template.discount_kind == "free_item" and discount == 0:
+        raise RefusedError("not_eligible", f"coupon '{code}' is for '{template.discount_value}', not in the basket")
+    if template.min_spend is not None and eligible < template.min_spend:
+        raise RefusedError(
+            "min_spend",
+            f"coupon '{code}' needs a spend of {template.min_spend}; the basket has {eligible} "
+            f"(spend {template.min_spend - eligible} more)",
+        )
+    coupon.status = "redeemed"
+    coupon.redeemed_at = purchase.at
+    coupon.redeemed_ref = reference
+    coupon.discount = discount
+    coupon.reserved_by = None
+    coupon.reserved_until = None
+    engine.store.update_coupon(coupon)
+    value = {"code": code, "template": coupon.template, "discount": str(discount), "purchase": purchase.id}
+    result = Result(reference, "coupon", purchase.member, "applied", value=value)
+    engine._store_result(result, digest, payload, purchase.at)
+    return result

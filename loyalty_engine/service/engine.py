@@ -480,16 +480,23 @@ class Engine:
 
     def redeem_coupon(
         self,
-        code: str,
-        purchase: Event | Mapping[str, Any],
+        code: str | None,
+        purchase: Event | Mapping[str, Any] | str,
         reference: str | None = None,
         checkout: str | None = None,
+        *,
+        template: str | None = None,
+        member: str | None = None,
     ) -> Result:
         """Spend a coupon on ``purchase``: checks validity, limits, minimum spend and categories.
 
-        Returns a result whose ``value["discount"]`` is the amount off.
+        ``purchase`` is the basket (an event) or the id of a processed purchase.
+        Instead of a ``code``, ``template`` and ``member`` pick the member's oldest
+        usable coupon of that template (what an app shows first). Returns a result
+        whose ``value["discount"]`` is the amount off.
         """
-        return coupon_ops.redeem(self, code, self.to_event(purchase), reference, checkout)
+        basket = purchase if isinstance(purchase, str) else self.to_event(purchase)
+        return coupon_ops.redeem(self, code, basket, reference, checkout, template, member)
 
     # -------------------------------------------------------------- members
 

@@ -13,7 +13,8 @@
   limit firings freed (unless bonuses are kept).
 - Spend statistics drop on the day of the original purchase, so windows and
   tier qualification see the purchase as smaller; the refunded amount counts
-  as ``refunds`` on the day of the refund.
+  as ``refunds`` on the day of the refund. Once the whole purchase is back it
+  no longer counts in ``purchases`` nor its ``nights`` (a visit stays a visit).
 """
 
 from __future__ import annotations
@@ -84,12 +85,14 @@ class Refunds:
         notes: list[str] = []
         before = store.returns(original.id)
         if original.items:
+            was_full = all(before.get(i, ZERO) >= item.quantity for i, item in enumerate(original.items))
             now = returned_lines(original, refund, before, notes)
             after = {i: before.get(i, ZERO) + now.get(i, ZERO) for i in range(len(original.items))}
             full = all(after[i] >= item.quantity for i, item in enumerate(original.items))
             amounts = tuple(item.amount for item in original.items)
             basket_share = fraction(amounts, after, original.items)
         else:  # a purchase without lines is returned by amount (a refund without an amount returns what is left)
+            was_full = before.get(WHOLE, ZERO) >= original.net_amount
             now, basket_share, full = self._by_amount(original, refund, before, notes)
             after = {}
         policy = program.checked.refund_bonuses
@@ -130,10 +133,11 @@ class Refunds:
                 if coupon.status in ("issued", "reserved"):
                     coupon.status = "void"
                     store.update_coupon(coupon)
+                    self._release_budget(coupon.rule, "coupons", -ONE)  # back in stock, like reversed points
                     notes.append(f"coupon {coupon.code} voided: its purchase was returned")
             store.void_firings(original.id)
         store.add_returns(original.id, refund.id, now)
-        refunded = self._statistics(record, original, refund, now)
+        refunded = self._statistics(record, original, refund, now, full and not was_full and bool(now))
         return written, notes, refunded
 
     @staticmethod
@@ -154,19 +158,25 @@ class Refunds:
             if unit == balance:
                 self.s.store.add_budget(key, change)
 
-    def _statistics(self, record, original: Event, refund: Event, now: dict[int, Decimal]) -> Decimal:
+    def _statistics(self, record, original: Event, refund: Event, now: dict[int, Decimal], whole: bool) -> Decimal:
+        """Drop the spend (and, once the whole purchase is back, its purchase and nights) on the purchase's day."""
         if not original.items:
             net = now.get(WHOLE, ZERO)
         else:
             gross = sum((original.items[i].amount * q / original.items[i].quantity for i, q in now.items()), ZERO)
             net = gross * original.net_amount / original.amount if original.amount else ZERO
         net = net.quantize(Decimal("0.0001"))
-        if not net:
-            return ZERO
+        drop = {"spend": -net} if net else {}
+        if whole:  # a fully returned purchase no longer counts for purchase or night statistics (tiers by them)
+            drop["purchases"] = -ONE
+            nights = original.attributes.get("nights")
+            if nights is not None:
+                drop["nights"] = -Decimal(str(nights))
         tz = self.s.tz
         applier = self.s.applier
-        applier.add_stats(record, original.at.astimezone(tz).date(), refund.id, {"spend": -net}, None)
-        applier.add_stats(record, refund.at.astimezone(tz).date(), refund.id, {"refunds": net}, refund.at)
+        applier.add_stats(record, original.at.astimezone(tz).date(), refund.id, drop, None)
+        if net:
+            applier.add_stats(record, refund.at.astimezone(tz).date(), refund.id, {"refunds": net}, refund.at)
         return net
 
 

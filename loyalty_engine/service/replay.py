@@ -30,7 +30,7 @@ from typing import Any
 
 from attrs import define, field
 
-from ..errors import ConflictError, InputError, LoyaltyError, RefusedError
+from ..errors import ConflictError, InputError, LoyaltyError, RefusedError, StoreError
 from ..wire import _datetime
 from .results import Result
 
@@ -50,6 +50,7 @@ class RunReport:
     coupons: int = 0
     messages: int = 0
     stopped_at: int | None = None
+    storage_failed: bool = False  # the run stopped on a store error: rerun the file to resume
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class RunReport:
             "coupons": self.coupons,
             "messages": self.messages,
             "stopped_at": self.stopped_at,
+            "storage_failed": self.storage_failed,
         }
 
 
@@ -94,14 +96,16 @@ def dispatch(engine, data: Any):
         return engine.transfer(data["member"], data["to"], data["points"], data["id"], balance, _at(data))
     if kind == "redeem_coupon":
         _require(data, "id", "purchase")
-        purchase = data["purchase"]
-        if isinstance(purchase, str):
-            stored = engine.store.get_event(purchase)
-            if stored is None:
-                raise RefusedError("unknown_purchase", f"purchase '{purchase}' has not been processed")
-            purchase = json.loads(stored.payload)
-        code = data.get("code") or _coupon_of(engine, data, purchase)
-        return engine.redeem_coupon(code, purchase, reference=data["id"], checkout=data.get("checkout"))
+        if not data.get("code"):
+            _require(data, "member", "template")
+        return engine.redeem_coupon(
+            data.get("code"),
+            data["purchase"],
+            reference=data["id"],
+            checkout=data.get("checkout"),
+            template=data.get("template"),
+            member=data.get("member"),
+        )
     if kind == "member":
         fields = {k: v for k, v in data.items() if k not in ("type", "at")}
         return engine.upsert_member(fields, _at(data))
@@ -111,19 +115,6 @@ def dispatch(engine, data: Any):
         as_of = dt.date.fromisoformat(text) if len(text) == 10 else _datetime(text)
         return engine.run_triggers(as_of)
     return engine.process(data)
-
-
-def _coupon_of(engine, data: dict, purchase) -> str:
-    """``{"member", "template"}`` instead of a code: the member's oldest usable coupon of that template."""
-    _require(data, "member", "template")
-    stored = engine.store.get_event(data["id"])
-    if stored is not None:  # a replay: the code it used is in the stored result
-        return json.loads(stored.outcome)["value"]["code"]
-    day = engine.local_day(engine.to_event(purchase).at)
-    coupon = engine.store.find_coupon(data["member"], data["template"], day)
-    if coupon is None:
-        raise RefusedError("no_coupon", f"member '{data['member']}' has no usable {data['template']} coupon")
-    return coupon.code
 
 
 def read_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None]]:
@@ -158,7 +149,16 @@ def run_lines(
                 batch_cm = store.batch()
                 batch_cm.__enter__()
             if problem is None:
-                problem = _apply_line(engine, data, report)
+                try:
+                    problem = _apply_line(engine, data, report)
+                except StoreError as exc:
+                    report.errors.append((number, str(exc)))
+                    report.stopped_at = number
+                    report.storage_failed = True
+                    if batch_cm is not None:
+                        batch_cm.__exit__(type(exc), exc, exc.__traceback__)
+                        batch_cm = None
+                    break
             if problem is not None:
                 report.errors.append((number, problem))
                 if stop_on_error:
@@ -190,6 +190,8 @@ def _apply_line(engine, data, report: RunReport) -> str | None:
         return f"refused ({exc.code}): {exc.reason}"
     except (InputError, ConflictError) as exc:
         return str(exc)
+    except StoreError:
+        raise  # the store itself failed: stop here (what was committed stays; a rerun resumes)
     except LoyaltyError as exc:
         return f"{type(exc).__name__}: {exc}"
     except ValueError as exc:  # a malformed date or number in an operation line

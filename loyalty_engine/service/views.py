@@ -128,7 +128,7 @@ def member_view(engine, member_id: str, at: dt.datetime, history: int = 20) -> M
     balances = {}
     for name in engine.program.checked.balances:
         lots = store.open_lots(member_id, name)
-        available = sum((lot.remaining for lot in lots if not lot.releases_on or lot.releases_on <= day), ZERO)
+        available, _ = engine.ledger.available(record, name, day)  # what redeem_points would let them spend
         pending = tuple(
             sorted((lot.releases_on, lot.remaining) for lot in lots if lot.releases_on and lot.releases_on > day)
         )

@@ -136,34 +136,56 @@ class SQLiteStore:
 
     @contextmanager
     def transaction(self):
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; inside a batch or another transaction, a savepoint."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; inside a batch or another transaction, a savepoint.
+
+        Any SQLite error inside (disk full, read-only file, interrupted...) rolls the
+        transaction (or the savepoint) back and surfaces as :class:`StoreError`.
+        """
         if self._depth:
-            self._savepoints += 1
-            name = f"sp{self._savepoints}"
-            self.conn.execute(f"SAVEPOINT {name}")
-            self._depth += 1
-            try:
-                yield self
-            except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
-                raise
-            else:
-                self.conn.execute(f"RELEASE {name}")
-            finally:
-                self._depth -= 1
+            yield from self._savepoint()
             return
         self._begin()
         self._depth = 1
         try:
             yield self
-        except BaseException:
+        except BaseException as exc:
             self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(
+                    f"{self.path}: {exc}; the transaction was rolled back, nothing of it was written"
+                ) from exc
             raise
         else:
             self._commit()
         finally:
             self._depth = 0
+
+    def _savepoint(self):
+        if not self.conn.in_transaction:  # SQLite rolled the enclosing transaction back (e.g. disk full)
+            raise StoreError(
+                f"{self.path}: the enclosing transaction was lost; nothing after its last commit was written"
+            )
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self.conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield self
+        except BaseException as exc:
+            if self.conn.in_transaction:  # otherwise SQLite already rolled everything back: nothing to undo
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: {exc}; this step was rolled back") from exc
+            raise
+        else:
+            try:
+                self.conn.execute(f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
+        finally:
+            self._depth -= 1
 
     batch = transaction
 
@@ -202,6 +224,24 @@ class SQLiteStore:
             "INSERT OR IGNORE INTO programs (version, name, sources, first_used) VALUES (?, ?, ?, ?)",
             (version, name, json.dumps(sources, ensure_ascii=False), dt.datetime.now(dt.UTC).isoformat()),
         )
+
+    def latest_program(self) -> tuple[str, dict[str, str]] | None:
+        """(version, {path: text}) of the program this database was last opened with (main file first)."""
+        row = self.conn.execute(
+            "SELECT version, sources FROM programs ORDER BY first_used DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def top_earners(self, balance: str = "points", limit: int = 5) -> list[tuple[str, str | None, Decimal]]:
+        """(member, name, earned) of the members who earned most of ``balance``."""
+        earned: dict[str, Decimal] = {}
+        for member, amount in self.conn.execute(
+            "SELECT member, amount FROM ledger WHERE balance = ? AND kind = 'earn'", (balance,)
+        ):
+            earned[member] = earned.get(member, Decimal(0)) + Decimal(amount)
+        top = sorted(earned.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        names = {m: self.conn.execute("SELECT name FROM members WHERE id = ?", (m,)).fetchone()[0] for m, _ in top}
+        return [(m, names[m], v) for m, v in top]
 
     def program_sources(self, version: str) -> dict[str, str] | None:
         row = self.conn.execute("SELECT sources FROM programs WHERE version = ?", (version,)).fetchone()
@@ -820,7 +860,10 @@ class SQLiteStore:
             coupons.setdefault(template, {})[status] = n
         return {
             "members": self.count_members(),
-            "events": dict(self.conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall()),
+            "events": dict(
+                self.conn.execute("SELECT kind, count(*) FROM events WHERE status = 'applied' GROUP BY kind").fetchall()
+            ),
+            "refused": self.conn.execute("SELECT count(*) FROM events WHERE status = 'refused'").fetchone()[0],
             "ledger": ledger,
             "tiers": dict(self.conn.execute("SELECT coalesce(tier, '-'), count(*) FROM members GROUP BY 1").fetchall()),
             "tier_changes": self.conn.execute("SELECT count(*) FROM tier_history").fetchone()[0],
