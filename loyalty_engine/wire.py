@@ -362,6 +362,7 @@ def _canonical_event(event: Event) -> dict:
         value = getattr(event, name)
         if value is not None:
             data[name] = _canon(value)
+    data["at"] = event.at.astimezone(dt.UTC).isoformat()  # one instant, whatever offset it was written with
     if event.items:
         data["items"] = [_canonical_item(item) for item in event.items]
     for name in _EVENT_TAIL:

@@ -98,6 +98,7 @@ class Model:
         self.lots: dict[str, list[ModelLot]] = {m: [] for m in MEMBERS}
         self.debt: dict[str, int] = dict.fromkeys(MEMBERS, 0)
         self.next_lot = 0
+        self.expired: dict[int, int] = {}  # lot -> points that expired from it
 
     def balance(self, member: str) -> int:
         return sum(lot.remaining for lot in self.lots[member])
@@ -138,6 +139,7 @@ class Model:
             for lot in sorted(lots, key=lambda lot: lot.id):
                 if lot.expires <= day and lot.remaining > 0:
                     total += lot.remaining
+                    self.expired[lot.id] = self.expired.get(lot.id, 0) + lot.remaining
                     self.debit(member, lot.remaining, prefer=lot.id)
         return total
 
@@ -171,6 +173,7 @@ class Model:
                 target = entry.amount if share == 1 else math.trunc(entry.amount * share)
             else:
                 target = entry.amount if p.full else 0
+            target = min(target, entry.amount - self.expired.get(entry.lot, 0))  # expired points are not taken twice
             change = target - entry.reversed
             if change > 0:
                 entry.reversed += change

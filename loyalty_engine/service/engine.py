@@ -27,7 +27,7 @@ from ..store.sqlite import SQLiteStore
 from ..wire import canonical_json, structure_event, structure_member
 from . import coupons as coupon_ops
 from .apply import Applier
-from .history import ContextBuilder, shift
+from .history import ContextBuilder, lot_expiry, shift
 from .ledger import Ledger
 from .refunds import Refunds
 from .results import Result
@@ -432,9 +432,19 @@ class Engine:
                 reason=f"to {to_member}",
                 spend_pending=False,
             )
-            into = self.ledger.post(
-                target, balance, "transfer_in", amount, at, event=reference, reason=f"from {from_member}"
-            )
+            into = []
+            for lot, take in list(self.ledger.last_taken):  # the points keep the expiry they had
+                expires = lot_expiry(self.program, source, lot) if lot.expires_on is not None else None
+                into += self.ledger.post(
+                    target,
+                    balance,
+                    "transfer_in",
+                    take,
+                    at,
+                    event=reference,
+                    reason=f"from {from_member}",
+                    expires_on=expires,
+                )
             for record in (source, target):
                 record.last_activity = max(record.last_activity or at, at)
                 self.store.save_member(record)

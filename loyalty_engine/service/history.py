@@ -232,7 +232,10 @@ def new_lot_expiry(program: Program, record: MemberRecord, balance: str, earned_
         return dt.date(earned_on.year + 1, 1, 1)
     if policy.after == "earning":
         return shift(earned_on, policy.amount, policy.unit)
-    if policy.after == "joining":
+    if policy.after == "joining":  # the end of the membership period the points were earned in
         joined = record.member.joined or earned_on
-        return shift(joined, policy.amount, policy.unit)
+        periods = 1
+        while shift(joined, policy.amount * periods, policy.unit) <= earned_on:
+            periods += 1
+        return shift(joined, policy.amount * periods, policy.unit)
     return None

@@ -21,6 +21,7 @@ from ..store.base import LedgerEntry, Lot, MemberRecord
 from .history import lot_expiry, new_lot_expiry
 
 ZERO = Decimal(0)
+ACTIVITY_KINDS = frozenset({"earn", "redeem", "adjust", "transfer_in", "transfer_out"})
 
 
 class Ledger:
@@ -30,6 +31,7 @@ class Ledger:
         self.program = program
         self.store = store
         self.tz = tz
+        self.last_taken: list[tuple[Lot, Decimal]] = []  # the lots the last debit took from, and how much
 
     def post(
         self,
@@ -52,6 +54,8 @@ class Ledger:
         if amount == 0:
             return []
         day = at.astimezone(self.tz).date()
+        if kind in ACTIVITY_KINDS and (record.last_activity is None or at > record.last_activity):
+            record.last_activity = at  # earning or spending keeps "expire N after last activity" points alive
         if amount > 0:
             return self._credit(
                 record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, expires_on
@@ -145,6 +149,7 @@ class Ledger:
             touched.append(lot)
             moves.append((entry.id, lot.id, take))
         self.store.update_lots(touched, moves)
+        self.last_taken = [(lot, take) for (_, _, take), lot in zip(moves, touched)]
         return [entry]
 
     def spendable(self, record: MemberRecord, balance: str, day: dt.date, spend_pending: bool) -> list[Lot]:

@@ -112,6 +112,8 @@ class Refunds:
             target = (
                 entry.amount if share == 1 else _toward_zero(Fraction(entry.amount) * share, program, entry.balance)
             )
+            if entry.amount > 0:  # what expired from this entry's points left already: it is not taken twice
+                target = min(target, max(ZERO, entry.amount - store.expired_from(entry.id)))
             change = -target - done.get(entry.id, ZERO)
             if change == 0 or (change > 0) == (entry.amount > 0):
                 continue

@@ -278,7 +278,9 @@ class SQLiteStore:
         )
 
     def parked_refunds(self, original: str) -> list[StoredEvent]:
-        rows = self.conn.execute("SELECT id FROM events WHERE original = ? AND status = 'parked'", (original,))
+        rows = self.conn.execute(
+            "SELECT id FROM events WHERE original = ? AND status = 'parked' ORDER BY processed_at, id", (original,)
+        )
         return [e for (i,) in rows.fetchall() if (e := self.get_event(i)) is not None]
 
     def events(self, kind: str | None = None) -> Iterable[StoredEvent]:
@@ -529,9 +531,18 @@ class SQLiteStore:
         )
         return [self._lot(r) for r in rows.fetchall()]
 
+    def expired_from(self, lot_id: int) -> Decimal:
+        """How much of a lot was taken by expiry."""
+        rows = self.conn.execute(
+            "SELECT m.amount FROM lot_moves m JOIN ledger e ON e.id = m.entry WHERE m.lot = ? AND e.kind = 'expire'",
+            (lot_id,),
+        )
+        return sum((Decimal(a) for (a,) in rows.fetchall()), Decimal(0))
+
     def earned_since(self, member_id: str, balance: str, day: dt.date) -> Decimal:
         rows = self.conn.execute(
-            "SELECT amount FROM ledger WHERE member = ? AND balance = ? AND day >= ? AND kind = 'earn'",
+            # earned minus what refunds took back since: a return gives room under a cap back
+            "SELECT amount FROM ledger WHERE member = ? AND balance = ? AND day >= ? AND kind IN ('earn', 'reverse')",
             (member_id, balance, day.isoformat()),
         )
         return sum((Decimal(a) for (a,) in rows.fetchall()), Decimal(0))
