@@ -606,7 +606,8 @@ def test_a_day_is_processed_in_chunks_and_resumes_where_it_stopped(monkeypatch):
     members = [f"m{n:03d}" for n in range(40)]
     for member in members:
         engine.upsert_member({"id": member, "name": member, "birthday": "1990-05-20"}, at=at(1, 1))
-    real = engine.program.run_triggers
+    plan = engine.program.code.triggers  # the compiled trigger function the daily run calls per member
+    real = plan.function
     calls = {"n": 0}
 
     def failing(context, as_of):
@@ -615,11 +616,11 @@ def test_a_day_is_processed_in_chunks_and_resumes_where_it_stopped(monkeypatch):
             raise RuntimeError("power cut")
         return real(context, as_of)
 
-    monkeypatch.setattr(engine.program, "run_triggers", failing)
+    monkeypatch.setattr(plan, "function", failing)
     with pytest.raises(RuntimeError):
         engine.run_triggers(dt.date(2026, 5, 20))
     assert engine.store.summary()["triggers"] == {"birthday": 21}  # three whole chunks committed
-    monkeypatch.setattr(engine.program, "run_triggers", real)
+    monkeypatch.setattr(plan, "function", real)
     report = engine.run_triggers(dt.date(2026, 5, 20))
     assert report.members_checked == 19 and report.fired == {"birthday": 19}
     assert engine.run_triggers(dt.date(2026, 5, 20)).already_done

@@ -129,6 +129,7 @@ class ContextBuilder:
         self.needs = program_needs(program)
         self.tz = zoneinfo.ZoneInfo(program.timezone)
         self.windows = [w for w in self.needs.windows.values() if w.kind != "lifetime"]
+        self._keys = [{name: f"{name}:{w.key}" for name in scoring.ACTIVITY} for w in self.windows]
         self.scoring = scoring.ScoreBoard(program)
 
     def local_day(self, when: dt.datetime) -> dt.date:
@@ -139,11 +140,11 @@ class ContextBuilder:
 
     def stats_from(self, record: MemberRecord, sums: list[dict[str, Decimal]]) -> dict[str, Decimal]:
         stats: dict[str, Decimal] = {}
-        for window, values in zip(self.windows, sums):
+        for keys, values in zip(self._keys, sums):
             for name, value in values.items():
-                stats[f"{name}:{window.key}"] = value
+                stats[keys[name]] = value
         for name, value in record.lifetime.items():
-            stats[f"{name}:lifetime"] = value
+            stats[name + ":lifetime"] = value
         return stats
 
     def build(self, record: MemberRecord, today: dt.date, lots: list[Lot] | None = None) -> MemberContext:
@@ -166,7 +167,7 @@ class ContextBuilder:
 
     def _context(self, record, today, sums, history, earned, budgets, lots) -> MemberContext:
         stats = self.stats_from(record, sums)
-        scores = self.scoring.scores(record, stats, today) if self.needs.scores else {}
+        scores = scoring.LazyScores(self.scoring, record, stats, today) if self.needs.scores else {}
         return MemberContext(
             record.member,
             balances=record.balances,

@@ -19,6 +19,8 @@ from decimal import Decimal
 
 from attrs import define, field
 
+from ..engine.outcome import Outcome
+from ..errors import EvaluationError
 from ..store.base import MemberRecord
 from .history import lot_expiry, shift, window_start
 
@@ -223,6 +225,15 @@ def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progr
         return
     store = engine.store
     last, done = store.schedule_progress(day)
+
+    def evaluate(context, when):
+        try:
+            return plan.function(context, when)
+        except (TypeError, AttributeError, ArithmeticError, ValueError) as exc:
+            raise EvaluationError(
+                f"triggers failed for member '{context.member.id}': {type(exc).__name__}: {exc}"
+            ) from exc
+
     if done:
         report.already_done = True
         return
@@ -231,9 +242,10 @@ def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progr
             records = store.iter_members(last, CHUNK)
             contexts = engine.context.build_many(records, day)
             for record, context in zip(records, contexts):
-                outcome = engine.program.run_triggers(context, at)
-                if not outcome.fired:
+                raw = evaluate(context, at)  # most members fire nothing: build an Outcome only for those who do
+                if raw is None or not any(r is not None for r in raw[1]):
                     continue
+                outcome = Outcome(engine.program, plan, None, context, at, raw)
                 source = f"{day.isoformat()}:{record.member.id}"
                 entries, coupons, _tier, messages, _notes = engine.applier.apply(record, outcome, source, at, None)
                 for name in outcome.fired:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from ..language import ast
@@ -102,3 +102,31 @@ class ScoreBoard:
             return {}
         facts = _facts(record, stats, today)
         return {name: model(facts) for name, model in self.models.items()}
+
+
+class LazyScores(Mapping):
+    """A member's scores, each computed the first time a rule reads it (most conditions stop earlier)."""
+
+    __slots__ = ("board", "record", "stats", "today", "values", "facts")
+
+    def __init__(self, board: ScoreBoard, record, stats, today: dt.date):
+        self.board = board
+        self.record = record
+        self.stats = stats
+        self.today = today
+        self.values: dict = {}
+        self.facts = None
+
+    def __getitem__(self, name: str):
+        if name not in self.values:
+            model = self.board.models[name]
+            if self.facts is None:
+                self.facts = _facts(self.record, self.stats, self.today)
+            self.values[name] = model(self.facts)
+        return self.values[name]
+
+    def __iter__(self):
+        return iter(self.board.models)
+
+    def __len__(self) -> int:
+        return len(self.board.models)

@@ -73,7 +73,9 @@ _MEMBER_COLUMNS = (
 
 
 def _dec_map(text: str | None) -> dict[str, Decimal]:
-    return {k: Decimal(v) for k, v in json.loads(text).items()} if text else {}
+    if not text or text == "{}":
+        return {}
+    return {k: Decimal(v) for k, v in json.loads(text).items()}
 
 
 def _enc_map(values: dict[str, Decimal]) -> str:
@@ -372,9 +374,12 @@ class SQLiteStore:
         return [r[0] for r in rows.fetchall()]
 
     def members_due_review(self, day: dt.date, after: str | None, limit: int) -> list[str]:
+        # two indexed lookups (an OR would scan every member)
         rows = self.conn.execute(
-            "SELECT id FROM members WHERE (tier_review <= ? OR grace_until <= ?) AND id > ? ORDER BY id LIMIT ?",
-            (day.isoformat(), day.isoformat(), after or "", limit),
+            "SELECT id FROM members WHERE tier_review IS NOT NULL AND tier_review <= ?1 AND id > ?2 "
+            "UNION SELECT id FROM members WHERE grace_until IS NOT NULL AND grace_until <= ?1 AND id > ?2 "
+            "ORDER BY 1 LIMIT ?3",
+            (day.isoformat(), after or "", limit),
         )
         return [r[0] for r in rows.fetchall()]
 
@@ -525,9 +530,11 @@ class SQLiteStore:
         )
 
     def lots_expiring(self, day: dt.date, after: int, limit: int) -> list[Lot]:
+        """Open lots whose expiry day has come, soonest first (the partial expiry index serves it)."""
         rows = self.conn.execute(
-            f"SELECT {self._LOT} FROM lots WHERE open = 1 AND expires_on <= ? AND id > ? ORDER BY id LIMIT ?",
-            (day.isoformat(), after, limit),
+            f"SELECT {self._LOT} FROM lots WHERE open = 1 AND expires_on IS NOT NULL AND expires_on <= ? "
+            "ORDER BY expires_on, id LIMIT ?",
+            (day.isoformat(), limit),
         )
         return [self._lot(r) for r in rows.fetchall()]
 
