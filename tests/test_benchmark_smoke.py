@@ -8,6 +8,7 @@ the same 13 rules, so the benchmark compares like with like.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -55,3 +56,73 @@ def test_generator_is_reproducible(canonical):
     b = canonical.generate(50, 3)
     assert [(e, c) for e, c in a] == [(e, c) for e, c in b]
     assert canonical.generate(50, 4) != a
+
+
+# ------------------------------------------------------------------ the stateful benchmarks (no timing asserted)
+
+
+def _load_benchmark(name: str):
+    module_name = f"loyalty_benchmarks_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_store_benchmark_runs_and_prints_figures(capsys, tmp_path):
+    print(f"seed {SEED}")
+    store = _load_benchmark("store")
+    argv = ["--events", "240", "--members", "40", "--rounds", "1", "--block", "80", "--batch", "40"]
+    argv += ["--full-events", "80", "--seed", str(SEED), "--dir", str(tmp_path)]
+    assert store.main(argv) == 0
+    out = capsys.readouterr().out
+    for label in ("synchronous=NORMAL", "synchronous=FULL", "store.batch() of 40", "preview", "loyalty run --batch 40"):
+        assert label in out, out
+    assert "events/s" in out and "raw sqlite3 reference" in out and f"SQLite {store.sqlite3.sqlite_version}" in out
+    assert list(tmp_path.iterdir()) == []  # the databases are removed
+
+
+def test_store_benchmark_json(capsys, tmp_path):
+    store = _load_benchmark("store")
+    argv = ["--events", "120", "--members", "30", "--rounds", "1", "--block", "60", "--batch", "30"]
+    argv += ["--full-events", "60", "--no-cli", "--json", "--dir", str(tmp_path)]
+    assert store.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    modes = result["modes"]
+    assert set(modes) == {"normal", "full", "batch", "preview"}
+    assert modes["normal"]["events"] == 120 and modes["full"]["events"] == 60
+    assert all(m["events_per_s"] > 0 and m["us_per_event"] > 0 for m in modes.values())
+    # the same events give the same ledger, one commit per event or batched
+    assert result["totals_last_round"]["normal"] == result["totals_last_round"]["batch"]
+    assert result["totals_last_round"]["normal"][0] == 120
+
+
+def test_store_benchmark_workload_is_reproducible():
+    store = _load_benchmark("store")
+    members = store.generate_members(50, SEED)
+    events = store.generate_events(200, members, SEED)
+    assert events == store.generate_events(200, store.generate_members(50, SEED), SEED)
+    ats = [e["at"] for e in events]
+    assert ats == sorted(ats)  # in time order
+    joined = {m.id: m.joined for m in members}
+    assert all(
+        store.dt.datetime.fromisoformat(e["at"]).astimezone(store.TZ).date() >= joined[e["member"]] for e in events
+    )
+
+
+def test_triggers_benchmark_runs_and_matches_the_data(capsys, tmp_path):
+    triggers = _load_benchmark("triggers")
+    assert triggers.main(["--members", "3000", "--seed", str(SEED), "--json", "--dir", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    print(f"seed {SEED}")
+    run = result["run"]
+    assert run["report"]["members_checked"] == 3000
+    assert run["seconds"] > 0 and run["maxrss_mb"] > 0
+    assert run["again"]["already_done"] is True and run["again"]["fired"] == {}
+    # what the engine did equals what the generated data says it should do
+    assert all(c["expected"] == c["got"] for c in result["checks"]), result["checks"]
+    assert sum(run["report"]["fired"].values()) > 0
+    assert list(tmp_path.iterdir()) == []
