@@ -84,9 +84,10 @@ class RefusedError(LoyaltyError):
     ``coupon_expired``, ``coupon_used``, ``min_spend``, ``not_transferable`` ...
     """
 
-    def __init__(self, code: str, reason: str):
+    def __init__(self, code: str, reason: str, remembered: bool = False):
         self.code = code
         self.reason = reason
+        self.remembered = remembered  # True when it is the stored answer of an earlier request with this id
         super().__init__(reason)
 
     def __repr__(self) -> str:

@@ -371,7 +371,7 @@ def expected_errors(clean: Counter, lines: list[dict]) -> Counter:
 # ------------------------------------------------------------------ state of a database, for comparisons
 
 # columns that say when something was processed (wall clock), not what
-_CLOCK_COLUMNS = {"processed_at", "first_used", "applied_at"}
+_CLOCK_COLUMNS = {"processed_at", "first_used", "applied_at", "seq"}  # seq: arrival order, differs between writers
 _SKIP_TABLES = {"_migrations", "programs", "sqlite_sequence", "sqlite_stat1"}
 
 

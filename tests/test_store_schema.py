@@ -58,7 +58,7 @@ EXPECTED_COLUMNS = {
     "programs": {"version", "name", "sources", "first_used"},
     "lots": {"id", "member", "balance", "amount", "remaining", "earned_on", "releases_on", "expires_on", "open"},
     "lot_moves": {"entry", "lot", "amount"},
-    "events": {"id", "kind", "member", "hash", "at", "program", "status", "original", "payload", "outcome"},
+    "events": {"seq", "id", "kind", "member", "hash", "at", "program", "status", "original", "payload", "outcome"},
     "returns": {"purchase", "line", "quantity", "refund"},
     "activity": {
         "member",
@@ -179,8 +179,10 @@ def test_tables_and_columns(tmp_path):
     assert set(EXPECTED_COLUMNS) <= tables
     for table, expected in EXPECTED_COLUMNS.items():
         assert expected <= columns(store.conn, table), table
-    pk = {r[1] for r in store.conn.execute("PRAGMA table_info(events)") if r[5]}
-    assert pk == {"id"}
+    unique_ids = [
+        r for r in store.conn.execute("PRAGMA index_list(events)") if r[2] and _index_columns(store, r[1]) == {"id"}
+    ]
+    assert unique_ids, "events.id must be unique (it is the idempotency key)"
     unique = [
         r
         for r in store.conn.execute("PRAGMA index_list(outbox)")

@@ -163,32 +163,32 @@ class Engine:
         if not op_id:
             raise InputError([("id", "an id (or reference) is required so that a retry is not applied twice")], kind)
         digest = hashlib.sha256(payload.encode()).hexdigest()
-        refusal = None
-        with self.store.transaction():
-            stored = self.store.get_event(op_id)
-            if stored is not None:
-                if stored.hash != digest:
-                    raise ConflictError(op_id)
-                if stored.status == "refused":
-                    data = json.loads(stored.outcome)
-                    raise RefusedError(data["code"], data["reason"])
-                return Result.from_json(stored.outcome, duplicate=True)
-            try:
-                with self.store.transaction():  # a savepoint: a refusal undoes whatever was started
-                    result = apply(digest)
-            except RefusedError as exc:
-                if not self.remember_refusals or exc.code in TRANSIENT_REFUSALS:
-                    raise
-                # The refusal is the answer for this id: a rerun gets it again, so it cannot apply
-                # later (against a later balance) what was refused the first time.
-                refusal = exc
-                outcome = json.dumps({"code": exc.code, "reason": exc.reason}, ensure_ascii=False)
-                self.store.put_event(
-                    StoredEvent(op_id, kind, member, digest, None, "refused", payload, outcome, self.program.version)
-                )
-        if refusal is not None:
-            raise refusal
-        return result
+        try:
+            with self.store.transaction():
+                stored = self.store.get_event(op_id)
+                if stored is not None:
+                    if stored.hash != digest:
+                        raise ConflictError(op_id)
+                    if stored.status == "refused":
+                        data = json.loads(stored.outcome)
+                        raise RefusedError(data["code"], data["reason"], remembered=True)
+                    return Result.from_json(stored.outcome, duplicate=True)
+                return apply(digest)
+        except RefusedError as exc:
+            if exc.remembered or not self.remember_refusals or exc.code in TRANSIENT_REFUSALS:
+                raise
+            # Whatever the refused request had started is rolled back. Its refusal is the answer for
+            # this id: a rerun gets it again, so it cannot apply later (against a later balance) what
+            # was refused the first time.
+            outcome = json.dumps({"code": exc.code, "reason": exc.reason}, ensure_ascii=False)
+            with self.store.transaction():
+                if self.store.get_event(op_id) is None:  # unless another process answered it meanwhile
+                    self.store.put_event(
+                        StoredEvent(
+                            op_id, kind, member, digest, None, "refused", payload, outcome, self.program.version
+                        )
+                    )
+            raise
 
     def _store_result(self, result: Result, digest: str, payload: str, at, original=None) -> None:
         self.store.put_event(

@@ -116,7 +116,8 @@ def m003_events(db: sqlite_utils.Database) -> None:
     db.execute(
         """
         CREATE TABLE events (
-            id TEXT PRIMARY KEY,
+            seq INTEGER PRIMARY KEY,  -- a rowid table: a row (payload and result, ~1 KB) stays on its page
+            id TEXT NOT NULL UNIQUE,
             kind TEXT NOT NULL,
             member TEXT,
             hash TEXT NOT NULL,
@@ -127,7 +128,7 @@ def m003_events(db: sqlite_utils.Database) -> None:
             payload TEXT,
             outcome TEXT,
             processed_at TEXT
-        ) WITHOUT ROWID
+        )
         """
     )
     db.execute("CREATE INDEX events_parked ON events(original) WHERE status = 'parked'")

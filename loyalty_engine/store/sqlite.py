@@ -262,8 +262,10 @@ class SQLiteStore:
 
     def put_event(self, event: StoredEvent) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO events (id, kind, member, hash, at, status, original, payload, outcome, program, "
-            "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (id, kind, member, hash, at, status, original, payload, outcome, program, "
+            "processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "status = excluded.status, outcome = excluded.outcome, program = excluded.program, "
+            "processed_at = excluded.processed_at",
             (
                 event.id,
                 event.kind,
@@ -281,12 +283,13 @@ class SQLiteStore:
 
     def parked_refunds(self, original: str) -> list[StoredEvent]:
         rows = self.conn.execute(
-            "SELECT id FROM events WHERE original = ? AND status = 'parked' ORDER BY processed_at, id", (original,)
+            "SELECT id FROM events WHERE original = ? AND status = 'parked' ORDER BY seq", (original,)
         )
         return [e for (i,) in rows.fetchall() if (e := self.get_event(i)) is not None]
 
     def events(self, kind: str | None = None) -> Iterable[StoredEvent]:
-        sql = "SELECT id FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY processed_at, id"
+        """Processed events in the order they were settled (a parked refund: when it was applied)."""
+        sql = "SELECT id FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY processed_at, seq"
         for (event_id,) in self.conn.execute(sql, (kind,) if kind else ()).fetchall():
             event = self.get_event(event_id)
             if event is not None:
