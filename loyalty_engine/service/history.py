@@ -85,6 +85,7 @@ class Needs:
     budget_keys: set[str] = field(factory=set)
     caps: set[tuple[str, str]] = field(factory=set)  # (balance, period)
     expiring: bool = False
+    expiring_days: int | None = None  # the largest N of expiring_within(N), when every N is a number
     scores: set[str] = field(factory=set)
 
 
@@ -109,6 +110,13 @@ def program_needs(program: Program) -> Needs:
                 if balance:
                     needs.caps.add((balance, node.period))
             elif isinstance(node, ast.Call) and node.name.name == "expiring_within":
+                days = node.args[0] if node.args else None
+                literal = isinstance(days, ast.Literal) and isinstance(days.value, Decimal)
+                horizon = int(days.value) if literal else None
+                if not needs.expiring:
+                    needs.expiring_days = horizon
+                elif needs.expiring_days is not None:
+                    needs.expiring_days = None if horizon is None else max(needs.expiring_days, horizon)
                 needs.expiring = True
     for plans in program.code.events.values():
         for plan in plans.rules:
@@ -196,7 +204,11 @@ class ContextBuilder:
         ids = [r.member.id for r in records]
         sums = self.store.activity_sums_for(ids, self.starts(today)) if self.windows else {}
         history = self.store.firings_for(ids, self.needs.history_keys) if self.needs.history_keys else {}
-        lots = self.store.open_lots_for(ids) if self.needs.expiring else {}
+        lots = {}
+        if self.needs.expiring:  # only the lots that can expire within the horizon the rules ask about
+            horizon = self.needs.expiring_days
+            until = today + dt.timedelta(days=horizon) if horizon is not None else None
+            lots = self.store.open_lots_for(ids, until)
         budgets = self.store.budgets(self.needs.budget_keys) if self.needs.budget_keys else {}
         empty = [dict.fromkeys(scoring.ACTIVITY, ZERO) for _ in self.windows]
         return [

@@ -79,7 +79,15 @@ def _dec_map(text: str | None) -> dict[str, Decimal]:
 
 
 def _enc_map(values: dict[str, Decimal]) -> str:
+    if not any(values.values()):
+        return "{}"
     return json.dumps({k: str(v) for k, v in values.items() if v}, ensure_ascii=False, sort_keys=True)
+
+
+def _enc_weights(weights) -> str | None:
+    if weights is None:
+        return None
+    return '["' + '","'.join(map(str, weights)) + '"]' if weights else "[]"
 
 
 def _scaled(value: Decimal) -> int:
@@ -407,7 +415,7 @@ class SQLiteStore:
                     e.event,
                     e.rule,
                     e.program,
-                    None if e.lines is None else json.dumps(list(map(str, e.lines))),
+                    _enc_weights(e.lines),
                     e.reverses,
                     e.reason,
                     None if e.shortfall is None else str(e.shortfall),
@@ -493,12 +501,15 @@ class SQLiteStore:
         )
         return [self._lot(r) for r in rows.fetchall()]
 
-    def open_lots_for(self, member_ids: Sequence[str]) -> dict[str, list[Lot]]:
+    def open_lots_for(self, member_ids: Sequence[str], expiring_by: dt.date | None = None) -> dict[str, list[Lot]]:
+        """Open lots of many members; with ``expiring_by``, only those that may expire by then."""
         out: dict[str, list[Lot]] = {}
+        horizon = "" if expiring_by is None else " AND (expires_on IS NULL OR expires_on <= ?)"
         for part in chunks(list(member_ids), 500):
             rows = self.conn.execute(
-                f"SELECT {self._LOT} FROM lots WHERE open = 1 AND member IN ({', '.join('?' * len(part))}) ORDER BY id",
-                tuple(part),
+                f"SELECT {self._LOT} FROM lots WHERE open = 1 AND member IN ({', '.join('?' * len(part))})"
+                f"{horizon} ORDER BY id",
+                (*part, *([expiring_by.isoformat()] if expiring_by else [])),
             )
             for r in rows.fetchall():
                 out.setdefault(r[1], []).append(self._lot(r))
