@@ -156,9 +156,10 @@ def member(member_id: str, db: Path, program: Path | None, as_json: bool):
     out.print(f"[bold]{m.id}[/bold] {m.name or ''}  joined {m.joined or '-'}  birthday {m.birthday or '-'}")
     table = Table("balance", "total", "available", "pending", "debt", "next expiry")
     for name, b in view.balances.items():
-        nxt = next(((x, r) for _, r, x in b.lots if x is not None), None)
+        first = min((x for _, r, x in b.lots if x is not None and r > 0), default=None)
+        due = sum((r for _, r, x in b.lots if x == first), Decimal(0)) if first else Decimal(0)
         pending = ", ".join(f"{_num(a)} on {d}" for d, a in b.pending) or "-"
-        expiry = f"{_num(nxt[1])} on {nxt[0]}" if nxt else "-"
+        expiry = f"{_num(due)} on {first}" if first else "-"
         table.add_row(name, _num(b.total), _num(b.available), pending, _num(b.debt), expiry)
     out.print(table)
     if view.tier is not None:
