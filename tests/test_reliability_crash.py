@@ -387,7 +387,7 @@ def test_an_interrupt_at_any_sqlite_step_rolls_back_and_the_retry_applies_once(p
     An interrupted write makes SQLite roll back the whole transaction (so do some SQLITE_FULL / IOERR /
     NOMEM errors); ``SQLiteStore.transaction()``'s nested branch must not then run ``ROLLBACK TO spN`` on a
     savepoint that is gone, which would replace the real error with ``no such savepoint``. Every event runs in such a savepoint
-    now (``Engine._idempotent``), and so does every line of ``loyalty run --batch N``. The rollback itself
+    now (``Engine.idempotent``), and so does every line of ``loyalty run --batch N``. The rollback itself
     is complete: everything else here passes.
     """
     before, state_before, clean_result, state_clean, _ = templates[scenario]

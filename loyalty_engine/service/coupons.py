@@ -113,7 +113,7 @@ def redeem(
         coupon = _load(engine, code) if code else _oldest(engine, member, template, basket)
         return _spend(engine, coupon, basket, reference, checkout, digest, payload)
 
-    return engine._idempotent(reference, "coupon", owner, payload, apply)
+    return engine.idempotent(reference, "coupon", owner, payload, apply)
 
 
 def _basket(engine, purchase: Event | str) -> Event:
@@ -162,5 +162,5 @@ def _spend(engine, coupon: CouponRecord, purchase: Event, reference, checkout, d
     engine.store.update_coupon(coupon)
     value = {"code": code, "template": coupon.template, "discount": str(discount), "purchase": purchase.id}
     result = Result(reference, "coupon", purchase.member, "applied", value=value)
-    engine._store_result(result, digest, payload, purchase.at)
+    engine.store_result(result, digest, payload, purchase.at)
     return result

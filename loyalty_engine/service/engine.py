@@ -158,7 +158,7 @@ class Engine:
             raise RefusedError("unknown_member", f"member '{member_id}' is not known")
         return record
 
-    def _idempotent(self, op_id: str, kind: str, member: str | None, payload: str, apply: Callable[[str], Result]):
+    def idempotent(self, op_id: str, kind: str, member: str | None, payload: str, apply: Callable[[str], Result]):
         """Run ``apply`` once per ``op_id`` inside one transaction and store its result."""
         if not op_id:
             raise InputError([("id", "an id (or reference) is required so that a retry is not applied twice")], kind)
@@ -190,7 +190,8 @@ class Engine:
                     )
             raise
 
-    def _store_result(self, result: Result, digest: str, payload: str, at, original=None) -> None:
+    def store_result(self, result: Result, digest: str, payload: str, at, original=None) -> None:
+        """Record ``result`` as the answer for its id (inside the caller's transaction)."""
         self.store.put_event(
             StoredEvent(
                 result.id,
@@ -234,8 +235,8 @@ class Engine:
         self._check_type(ev)
         payload = canonical_json(ev)
         if ev.type == "refund":
-            return self._idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._refund(ev, payload, d))
-        return self._idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._apply(ev, payload, d))
+            return self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._refund(ev, payload, d))
+        return self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._apply(ev, payload, d))
 
     def _apply(self, ev: Event, payload: str, digest: str) -> Result:
         record = self._record(ev.member, ev.at)
@@ -262,7 +263,7 @@ class Engine:
             tuple(notes),
             outcome=outcome,
         )
-        self._store_result(result, digest, payload, ev.at)
+        self.store_result(result, digest, payload, ev.at)
         for parked in self.store.parked_refunds(ev.id):
             self.store.save_member(record)
             refund = structure_event(json.loads(parked.payload), self.program.event_types)
@@ -287,7 +288,7 @@ class Engine:
                     )
                 )
                 continue
-            self._store_result(done, parked.hash, parked.payload, refund.at, ev.id)
+            self.store_result(done, parked.hash, parked.payload, refund.at, ev.id)
         self.store.save_member(record)
         return result
 
@@ -299,11 +300,11 @@ class Engine:
             result = Result(
                 ev.id, "refund", ev.member, "parked", notes=(f"waiting for purchase '{ev.original}' to arrive",)
             )
-            self._store_result(result, digest, payload, ev.at, ev.original)
+            self.store_result(result, digest, payload, ev.at, ev.original)
             return result
         record = self._existing(ev.member)
         result = self._refund_now(record, ev, ev.id)
-        self._store_result(result, digest, payload, ev.at, ev.original)
+        self.store_result(result, digest, payload, ev.at, ev.original)
         self.store.save_member(record)
         return result
 
@@ -338,7 +339,7 @@ class Engine:
         """Spend ``points`` (first the ones that expire soonest). Refused when the balance is short."""
         amount = self._amount(points, balance, "points")
         payload = _op_payload("redeem", member=member, points=amount, balance=balance, at=at)
-        at = self._when(at)
+        at = self.when(at)
 
         def apply(digest: str) -> Result:
             record = self._existing(member)
@@ -358,10 +359,10 @@ class Engine:
             self.store.save_member(record)
             totals, rows = self._summary(entries)
             result = Result(reference, "redeem", member, "applied", totals, entries=rows)
-            self._store_result(result, digest, payload, at)
+            self.store_result(result, digest, payload, at)
             return result
 
-        return self._idempotent(reference, "redeem", member, payload, apply)
+        return self.idempotent(reference, "redeem", member, payload, apply)
 
     def adjust(
         self,
@@ -377,7 +378,7 @@ class Engine:
         if not reason or not str(reason).strip():
             raise InputError([("reason", "an adjustment needs a reason")], "adjustment")
         payload = _op_payload("adjust", member=member, points=amount, balance=balance, reason=reason, at=at)
-        at = self._when(at)
+        at = self.when(at)
 
         def apply(digest: str) -> Result:
             record = self._existing(member)
@@ -385,10 +386,10 @@ class Engine:
             self.store.save_member(record)
             totals, rows = self._summary(entries)
             result = Result(reference, "adjust", member, "applied", totals, entries=rows)
-            self._store_result(result, digest, payload, at)
+            self.store_result(result, digest, payload, at)
             return result
 
-        return self._idempotent(reference, "adjust", member, payload, apply)
+        return self.idempotent(reference, "adjust", member, payload, apply)
 
     def transfer(
         self,
@@ -411,7 +412,7 @@ class Engine:
         if from_member == to_member:
             raise RefusedError("same_member", "a transfer needs two different members")
         payload = _op_payload("transfer", member=from_member, to=to_member, points=amount, balance=balance, at=at)
-        at = self._when(at)
+        at = self.when(at)
 
         def apply(digest: str) -> Result:
             source = self._existing(from_member)
@@ -452,10 +453,10 @@ class Engine:
             result = Result(
                 reference, "transfer", from_member, "applied", totals, entries=rows + self._summary(into)[1]
             )
-            self._store_result(result, digest, payload, at)
+            self.store_result(result, digest, payload, at)
             return result
 
-        return self._idempotent(reference, "transfer", from_member, payload, apply)
+        return self.idempotent(reference, "transfer", from_member, payload, apply)
 
     def _amount(self, value, balance: str, what: str, signed: bool = False) -> Decimal:
         if balance not in self.program.checked.balances:
@@ -470,7 +471,8 @@ class Engine:
             raise InputError([(what, f"{balance} are whole numbers (got {value})")], what)
         return amount
 
-    def _when(self, at: dt.datetime | None) -> dt.datetime:
+    def when(self, at: dt.datetime | None) -> dt.datetime:
+        """``at``, or now from the engine's clock; always timezone-aware."""
         at = at or self.clock()
         if at.utcoffset() is None:
             raise InputError([("at", "must be timezone-aware")], "operation")
@@ -482,11 +484,11 @@ class Engine:
         self, code: str, checkout: str, at: dt.datetime | None = None, hold: dt.timedelta = dt.timedelta(minutes=15)
     ):
         """Hold a coupon for one checkout, so another till cannot spend it meanwhile."""
-        return coupon_ops.reserve(self, code, checkout, self._when(at), hold)
+        return coupon_ops.reserve(self, code, checkout, self.when(at), hold)
 
     def release_coupon(self, code: str, checkout: str, at: dt.datetime | None = None):
         """Give back a coupon a checkout had reserved (e.g. the basket was abandoned)."""
-        return coupon_ops.release(self, code, checkout, self._when(at))
+        return coupon_ops.release(self, code, checkout, self.when(at))
 
     def redeem_coupon(
         self,
@@ -514,7 +516,7 @@ class Engine:
         """Create a member or update their details (name, birthday, contact, attributes)."""
         if not isinstance(member, Member):
             member = structure_member(dict(member), self.program.checked.schema.member_attributes)
-        at = self._when(at)
+        at = self.when(at)
         with self.store.transaction():
             record = self.store.load_member(member.id)
             if record is None:
@@ -532,7 +534,7 @@ class Engine:
         """Everything about a member: balances, pending and expiring points, tier progress, coupons, history."""
         from .views import member_view
 
-        return member_view(self, member_id, self._when(at))
+        return member_view(self, member_id, self.when(at))
 
     # -------------------------------------------------------------- time-driven work
 
@@ -546,7 +548,7 @@ class Engine:
         """Hand queued messages to channels, with retries and backoff (see :mod:`.outbox`)."""
         from .outbox import deliver
 
-        return deliver(self.store, channels, self._when(now), **options)
+        return deliver(self.store, channels, self.when(now), **options)
 
 
 def _signup_fields(member: Member, ev: Event) -> Member:

@@ -219,7 +219,7 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
 
 
 def import_members(engine, path: str | Path, at: dt.datetime | None = None) -> ImportReport:
-    at = engine._when(at)
+    at = engine.when(at)
     report = ImportReport()
     for number, row, problem in read_rows(Path(path)):
         report.rows += 1
