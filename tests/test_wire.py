@@ -4,7 +4,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from loyalty_engine import wire
 from loyalty_engine.errors import InputError
 from loyalty_engine.wire import structure_context, structure_event
 
@@ -84,3 +87,61 @@ def test_member_with_context():
     assert ctx.member.name == "王芳" and ctx.stats["spend:last_12_months"] == Decimal("1200.50")
     with pytest.raises(InputError, match="birthday: '1990-13-01' is not a date"):
         structure_context({"id": "m", "birthday": "1990-13-01"})
+
+
+# ------------------------------------------------------------------ the fast path for well-formed events
+
+_amounts = st.one_of(
+    st.integers(0, 10_000),
+    st.decimals(0, 10_000, places=2).map(str),
+    st.floats(0, 10_000, allow_nan=False).map(lambda f: round(f, 2)),
+)
+_items = st.lists(
+    st.fixed_dictionaries(
+        {"sku": st.text(min_size=1, max_size=5)},
+        optional={
+            "quantity": st.integers(1, 5),
+            "unit_price": _amounts,
+            "category": st.sampled_from(["coffee", "tea", "咖啡"]),
+            "discount": st.integers(0, 3),
+        },
+    ),
+    max_size=4,
+)
+_events = st.fixed_dictionaries(
+    {
+        "id": st.text(min_size=1, max_size=8),
+        "type": st.sampled_from(["purchase", "visit", "refund"]),
+        "member": st.sampled_from(["m-1", "m-2"]),
+        "at": st.sampled_from(["2026-05-03T10:15:00+08:00", "2026-05-03T02:15:00Z", "2026-05-03T10:15:00"]),
+    },
+    optional={
+        "items": _items,
+        "channel": st.sampled_from(["store", "app"]),
+        "discount": _amounts,
+        "nights": st.just(2),
+    },
+)
+
+
+def _full_path(data):
+    fast, wire._fast_event = wire._fast_event, lambda data: None
+    try:
+        return structure_event(dict(data))
+    except InputError as exc:
+        return ("error", str(exc))
+    finally:
+        wire._fast_event = fast
+
+
+@settings(max_examples=300, deadline=None)
+@given(_events)
+def test_the_fast_path_builds_exactly_what_the_full_path_builds(data):
+    fast = wire._fast_event(dict(data))
+    if fast is not None:  # it only takes what it can build exactly; the rest goes the full path
+        assert fast == _full_path(data)
+    try:
+        result = structure_event(dict(data))
+    except InputError as exc:
+        result = ("error", str(exc))
+    assert result == _full_path(data)
