@@ -5,20 +5,39 @@ Load a program once, evaluate many events::
     program = load_program("rules.loy")
     outcome = program.evaluate(structure_event(data, program.event_types), context)
     outcome.points, outcome.coupons, outcome.explanations
+
+Keep state (ledger, tiers, coupons, triggers) in the embedded SQLite store::
+
+    engine = Engine.open("rules.loy", "loyalty.db")
+    engine.process(purchase).points      # atomic, idempotent on the event id
+    engine.member("m-42").balances
 """
 
 from .engine.effects import Effect
 from .engine.outcome import Outcome
-from .errors import EvaluationError, InputError, LoyaltyError, RuleFileError
+from .errors import (
+    ConflictError,
+    EvaluationError,
+    InputError,
+    LoyaltyError,
+    RefusedError,
+    RuleFileError,
+    StoreError,
+)
 from .language.schema import Schema, default_schema
 from .model import Event, LineItem, Member, MemberContext
 from .program import Program, check_program, evaluate, load_program
+from .service.engine import Engine
+from .service.results import Result
+from .store import SQLiteStore, Store
 from .wire import structure_context, structure_event, structure_member
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConflictError",
     "Effect",
+    "Engine",
     "Event",
     "EvaluationError",
     "InputError",
@@ -28,8 +47,13 @@ __all__ = [
     "MemberContext",
     "Outcome",
     "Program",
+    "RefusedError",
+    "Result",
     "RuleFileError",
+    "SQLiteStore",
     "Schema",
+    "Store",
+    "StoreError",
     "check_program",
     "default_schema",
     "evaluate",
