@@ -80,6 +80,10 @@ def deliver(
         if not messages:
             return report
         for message in messages:
+            if now - message.created_at > max_age:  # a birthday greeting a week late does more harm than good
+                store.mark_failed(message.id, claim, f"not sent: older than {max_age}", None, True)
+                report.dead += 1
+                continue
             try:
                 channels[message.channel].send(message)
             except Exception as exc:  # a failing channel must not stop the others
