@@ -26,8 +26,9 @@ from ..store.base import MemberRecord, Store, StoredEvent
 from ..store.sqlite import SQLiteStore
 from ..wire import canonical_json, structure_event, structure_member
 from . import coupons as coupon_ops
+from . import points as points_ops
 from .apply import Applier
-from .history import ContextBuilder, lot_expiry, shift
+from .history import ContextBuilder, shift
 from .ledger import Ledger
 from .refunds import Refunds
 from .results import Result
@@ -152,7 +153,8 @@ class Engine:
     def _record(self, member_id: str, at: dt.datetime) -> MemberRecord:
         return self.store.load_member(member_id) or self.new_record(member_id, at)
 
-    def _existing(self, member_id: str) -> MemberRecord:
+    def existing(self, member_id: str) -> MemberRecord:
+        """A member the store knows, or a refusal (``unknown_member``)."""
         record = self.store.load_member(member_id)
         if record is None:
             raise RefusedError("unknown_member", f"member '{member_id}' is not known")
@@ -208,7 +210,7 @@ class Engine:
         )
 
     @staticmethod
-    def _summary(entries) -> tuple[dict[str, Decimal], tuple[dict, ...]]:
+    def summarise(entries) -> tuple[dict[str, Decimal], tuple[dict, ...]]:
         totals: dict[str, Decimal] = {}
         rows = []
         for e in entries:
@@ -249,7 +251,7 @@ class Engine:
         entries, coupons, tier, messages, notes = self.applier.apply(record, outcome, ev.id, ev.at, ev)
         earned = sum((e.amount for e in entries if e.balance == "points" and e.kind == "earn"), ZERO)
         self.applier.record_activity(record, ev, earned)
-        totals, rows = self._summary(entries)
+        totals, rows = self.summarise(entries)
         result = Result(
             ev.id,
             ev.type,
@@ -302,7 +304,7 @@ class Engine:
             )
             self.store_result(result, digest, payload, ev.at, ev.original)
             return result
-        record = self._existing(ev.member)
+        record = self.existing(ev.member)
         result = self._refund_now(record, ev, ev.id)
         self.store_result(result, digest, payload, ev.at, ev.original)
         self.store.save_member(record)
@@ -311,7 +313,7 @@ class Engine:
     def _refund_now(self, record: MemberRecord, ev: Event, refund_id: str) -> Result:
         stored = self.store.get_event(ev.original)
         entries, notes, refunded = self.refunds.apply(record, ev, stored)
-        totals, rows = self._summary(entries)
+        totals, rows = self.summarise(entries)
         return Result(
             refund_id,
             "refund",
@@ -337,32 +339,7 @@ class Engine:
         at: dt.datetime | None = None,
     ) -> Result:
         """Spend ``points`` (first the ones that expire soonest). Refused when the balance is short."""
-        amount = self._amount(points, balance, "points")
-        payload = _op_payload("redeem", member=member, points=amount, balance=balance, at=at)
-        at = self.when(at)
-
-        def apply(digest: str) -> Result:
-            record = self._existing(member)
-            day = self.local_day(at)
-            available, pending = self.ledger.available(record, balance, day)
-            if amount > available:
-                waiting = sum((a for _, a in pending), ZERO)
-                more = f" ({waiting} more pending)" if waiting else ""
-                raise RefusedError(
-                    "insufficient_balance",
-                    f"member '{member}' has {available} {balance} available{more}; {amount} asked",
-                )
-            entries = self.ledger.post(record, balance, "redeem", -amount, at, event=reference, spend_pending=False)
-            stats = {"points_redeemed": amount} if balance == "points" else {}
-            self.applier.add_stats(record, day, reference, stats, at)
-            record.last_activity = max(record.last_activity or at, at)
-            self.store.save_member(record)
-            totals, rows = self._summary(entries)
-            result = Result(reference, "redeem", member, "applied", totals, entries=rows)
-            self.store_result(result, digest, payload, at)
-            return result
-
-        return self.idempotent(reference, "redeem", member, payload, apply)
+        return points_ops.redeem(self, member, points, reference, balance, at)
 
     def adjust(
         self,
@@ -374,22 +351,7 @@ class Engine:
         at: dt.datetime | None = None,
     ) -> Result:
         """A manual correction (positive or negative) with its reason, as its own ledger entry."""
-        amount = self._amount(points, balance, "points", signed=True)
-        if not reason or not str(reason).strip():
-            raise InputError([("reason", "an adjustment needs a reason")], "adjustment")
-        payload = _op_payload("adjust", member=member, points=amount, balance=balance, reason=reason, at=at)
-        at = self.when(at)
-
-        def apply(digest: str) -> Result:
-            record = self._existing(member)
-            entries = self.ledger.post(record, balance, "adjust", amount, at, event=reference, reason=reason)
-            self.store.save_member(record)
-            totals, rows = self._summary(entries)
-            result = Result(reference, "adjust", member, "applied", totals, entries=rows)
-            self.store_result(result, digest, payload, at)
-            return result
-
-        return self.idempotent(reference, "adjust", member, payload, apply)
+        return points_ops.adjust(self, member, points, reason, reference, balance, at)
 
     def transfer(
         self,
@@ -401,75 +363,7 @@ class Engine:
         at: dt.datetime | None = None,
     ) -> Result:
         """Move points between two members, where the program says ``points can be transferred``."""
-        amount = self._amount(points, balance, "points")
-        info = self.program.checked.balances.get(balance)
-        if info is None or not info.transferable:
-            raise RefusedError(
-                "not_transferable",
-                f"this program does not allow {balance} to be transferred (add '{balance} can be "
-                "transferred' to the program block)",
-            )
-        if from_member == to_member:
-            raise RefusedError("same_member", "a transfer needs two different members")
-        payload = _op_payload("transfer", member=from_member, to=to_member, points=amount, balance=balance, at=at)
-        at = self.when(at)
-
-        def apply(digest: str) -> Result:
-            source = self._existing(from_member)
-            target = self._existing(to_member)
-            available, _ = self.ledger.available(source, balance, self.local_day(at))
-            if amount > available:
-                raise RefusedError(
-                    "insufficient_balance",
-                    f"member '{from_member}' has {available} {balance} available; {amount} asked",
-                )
-            out = self.ledger.post(
-                source,
-                balance,
-                "transfer_out",
-                -amount,
-                at,
-                event=reference,
-                reason=f"to {to_member}",
-                spend_pending=False,
-            )
-            into = []
-            for lot, take in list(self.ledger.last_taken):  # the points keep the expiry they had
-                expires = lot_expiry(self.program, source, lot) if lot.expires_on is not None else None
-                into += self.ledger.post(
-                    target,
-                    balance,
-                    "transfer_in",
-                    take,
-                    at,
-                    event=reference,
-                    reason=f"from {from_member}",
-                    expires_on=expires,
-                )
-            for record in (source, target):
-                record.last_activity = max(record.last_activity or at, at)
-                self.store.save_member(record)
-            totals, rows = self._summary(out)
-            result = Result(
-                reference, "transfer", from_member, "applied", totals, entries=rows + self._summary(into)[1]
-            )
-            self.store_result(result, digest, payload, at)
-            return result
-
-        return self.idempotent(reference, "transfer", from_member, payload, apply)
-
-    def _amount(self, value, balance: str, what: str, signed: bool = False) -> Decimal:
-        if balance not in self.program.checked.balances:
-            raise InputError([("balance", f"'{balance}' is not a balance of this program")], what)
-        try:
-            amount = Decimal(str(value))
-        except ArithmeticError:
-            raise InputError([(what, f"{value!r} is not a number")], what) from None
-        if not amount.is_finite() or (amount <= 0 and not signed) or amount == 0:
-            raise InputError([(what, f"must be {'non-zero' if signed else 'positive'} (got {value})")], what)
-        if not self.program.checked.balances[balance].money and amount != amount.to_integral_value():
-            raise InputError([(what, f"{balance} are whole numbers (got {value})")], what)
-        return amount
+        return points_ops.transfer(self, from_member, to_member, points, reference, balance, at)
 
     def when(self, at: dt.datetime | None) -> dt.datetime:
         """``at``, or now from the engine's clock; always timezone-aware."""
@@ -564,14 +458,3 @@ def _signup_fields(member: Member, ev: Event) -> Member:
                 [("birthday", f"{ev.attributes['birthday']!r} is not a date (YYYY-MM-DD)")], "event"
             ) from None
     return attrs.evolve(member, **changes) if changes else member
-
-
-def _op_payload(kind: str, **fields) -> str:
-    """The payload an operation's reference is checked against (a time the clock chose is left out)."""
-    data = {
-        k: (format(v.normalize(), "f") if isinstance(v, Decimal) else v) for k, v in fields.items() if v is not None
-    }
-    data["kind"] = kind
-    if isinstance(data.get("at"), dt.datetime):
-        data["at"] = data["at"].isoformat()
-    return json.dumps(data, sort_keys=True, ensure_ascii=False)
