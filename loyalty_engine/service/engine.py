@@ -330,40 +330,10 @@ class Engine:
 
     # -------------------------------------------------------------- points operations
 
-    def redeem_points(
-        self,
-        member: str,
-        points: Decimal | int | str,
-        reference: str,
-        balance: str = "points",
-        at: dt.datetime | None = None,
-    ) -> Result:
-        """Spend ``points`` (first the ones that expire soonest). Refused when the balance is short."""
-        return points_ops.redeem(self, member, points, reference, balance, at)
-
-    def adjust(
-        self,
-        member: str,
-        points: Decimal | int | str,
-        reason: str,
-        reference: str,
-        balance: str = "points",
-        at: dt.datetime | None = None,
-    ) -> Result:
-        """A manual correction (positive or negative) with its reason, as its own ledger entry."""
-        return points_ops.adjust(self, member, points, reason, reference, balance, at)
-
-    def transfer(
-        self,
-        from_member: str,
-        to_member: str,
-        points: Decimal | int | str,
-        reference: str,
-        balance: str = "points",
-        at: dt.datetime | None = None,
-    ) -> Result:
-        """Move points between two members, where the program says ``points can be transferred``."""
-        return points_ops.transfer(self, from_member, to_member, points, reference, balance, at)
+    # Implemented in points.py as functions of the engine; here they become its methods.
+    redeem_points = points_ops.redeem
+    adjust = points_ops.adjust
+    transfer = points_ops.transfer
 
     def when(self, at: dt.datetime | None) -> dt.datetime:
         """``at``, or now from the engine's clock; always timezone-aware."""

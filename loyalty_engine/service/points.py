@@ -57,14 +57,19 @@ def redeem(
         entries = engine.ledger.post(record, balance, "redeem", -amount, at, event=reference, spend_pending=False)
         stats = {"points_redeemed": amount} if balance == "points" else {}
         engine.applier.add_stats(record, day, reference, stats, at)
-        record.last_activity = max(record.last_activity or at, at)
-        engine.store.save_member(record)
-        totals, rows = engine.summarise(entries)
-        result = Result(reference, "redeem", member, "applied", totals, entries=rows)
-        engine.store_result(result, digest, payload, at)
-        return result
+        return _settle(engine, [record], entries, reference, "redeem", member, digest, payload, at)
 
     return engine.idempotent(reference, "redeem", member, payload, apply)
+
+
+def _settle(engine, records, entries, reference, kind, member, digest, payload, at) -> Result:
+    """Save the members, and store and return the operation's result."""
+    for record in records:
+        engine.store.save_member(record)
+    totals, rows = engine.summarise(entries)
+    result = Result(reference, kind, member, "applied", totals, entries=rows)
+    engine.store_result(result, digest, payload, at)
+    return result
 
 
 def adjust(
@@ -86,11 +91,7 @@ def adjust(
     def apply(digest: str) -> Result:
         record = engine.existing(member)
         entries = engine.ledger.post(record, balance, "adjust", amount, at, event=reference, reason=reason)
-        engine.store.save_member(record)
-        totals, rows = engine.summarise(entries)
-        result = Result(reference, "adjust", member, "applied", totals, entries=rows)
-        engine.store_result(result, digest, payload, at)
-        return result
+        return _settle(engine, [record], entries, reference, "adjust", member, digest, payload, at)
 
     return engine.idempotent(reference, "adjust", member, payload, apply)
 
@@ -151,7 +152,6 @@ def transfer(
                 expires_on=expires,
             )
         for record in (source, target):
-            record.last_activity = max(record.last_activity or at, at)
             engine.store.save_member(record)
         totals, rows = engine.summarise(out)
         result = Result(reference, "transfer", from_member, "applied", totals, entries=rows + engine.summarise(into)[1])
@@ -162,6 +162,7 @@ def transfer(
 
 
 def amount_of(engine, value, balance: str, what: str, signed: bool = False) -> Decimal:
+    """``value`` as an amount of ``balance``: a positive (or, ``signed``, non-zero) number, whole for points."""
     if balance not in engine.program.checked.balances:
         raise InputError([("balance", f"'{balance}' is not a balance of this program")], what)
     try:
