@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .cli import EXIT_INPUT, _input_error, _load, err, main, out
+from .engine.outcome import fmt
 from .errors import LoyaltyError, RefusedError
 from .program import Program
 from .service.engine import Engine
@@ -71,8 +72,7 @@ def _count_lines(path: Path) -> int:
 
 
 def _num(value) -> str:
-    value = Decimal(value)
-    return f"{int(value):,}" if value == value.to_integral_value() else f"{value:,.2f}"
+    return fmt(Decimal(value))
 
 
 # ------------------------------------------------------------------ run

@@ -154,6 +154,13 @@ _EVENT_TEXTS = ("channel", "store", "payment", "currency", "original", "referrer
 _EVENT_NUMBERS = ("amount", "discount", "net_amount")
 
 
+def _present(source: dict, names, convert, into: dict) -> None:
+    for name in names:
+        value = source.get(name)
+        if value is not None:
+            into[name] = convert(value)
+
+
 def _fast_event(data: dict) -> Event | None:
     """A well-formed event without custom fields, built without cattrs (the till's hot path).
 
@@ -168,21 +175,13 @@ def _fast_event(data: dict) -> Event | None:
             if type(raw) is not dict or not raw.keys() <= _ITEM_KEYS or type(raw.get("sku")) is not str:
                 return None
             fields = {"sku": raw["sku"]}
-            for name in _ITEM_NUMBERS:
-                if raw.get(name) is not None:
-                    fields[name] = _decimal(raw[name])
-            for name in _ITEM_TEXTS:
-                if raw.get(name) is not None:
-                    fields[name] = _text(raw[name])
+            _present(raw, _ITEM_NUMBERS, _decimal, fields)
+            _present(raw, _ITEM_TEXTS, _text, fields)
             items.append(LineItem(**fields))
         fields = {name: _text(data[name]) for name in ("id", "type", "member")}
         fields["at"] = _datetime(data["at"])
-        for name in _EVENT_TEXTS:
-            if data.get(name) is not None:
-                fields[name] = _text(data[name])
-        for name in _EVENT_NUMBERS:
-            if data.get(name) is not None:
-                fields[name] = _decimal(data[name])
+        _present(data, _EVENT_TEXTS, _text, fields)
+        _present(data, _EVENT_NUMBERS, _decimal, fields)
         event = Event(items=tuple(items), **fields)
     except (KeyError, TypeError, ValueError, ArithmeticError):
         return None
@@ -347,8 +346,9 @@ _CONTEXT_TIMES = {
 }
 
 
-def _decimal_map(value, path, problems) -> dict:
-    if value is None:
+def value_map(value, path: str, problems: list, convert=None) -> dict:
+    """A JSON object of name: value, each converted (``_decimal`` by default); problems are collected by path."""
+    if value is None or value == "":
         return {}
     if not isinstance(value, dict):
         problems.append((path, "must be a JSON object"))
@@ -356,10 +356,13 @@ def _decimal_map(value, path, problems) -> dict:
     out = {}
     for key, v in value.items():
         try:
-            out[key] = _decimal(v)
+            out[key] = (convert or _decimal)(v)
         except ValueError as exc:
             problems.append((f"{path}.{key}", str(exc)))
     return out
+
+
+_decimal_map = value_map
 
 
 def unstructure(value) -> Any:

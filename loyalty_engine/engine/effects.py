@@ -46,15 +46,16 @@ class Effect:
             value = getattr(self, name)
             if value is None:
                 continue
-            out[name] = _json_number(value) if isinstance(value, Decimal) else value
+            out[name] = json_number(value) if isinstance(value, Decimal) else value
         if self.args:
-            out["args"] = {k: _json_number(v) if isinstance(v, Decimal) else _jsonable(v) for k, v in self.args.items()}
+            out["args"] = {k: json_number(v) if isinstance(v, Decimal) else _jsonable(v) for k, v in self.args.items()}
         out["location"] = self.location
         out["explanation"] = self.explanation
         return out
 
 
-def _json_number(value: Decimal):
+def json_number(value: Decimal):
+    """A Decimal for JSON: an int when whole, else its exact text."""
     if value == value.to_integral_value():
         return int(value)
     return str(value)

@@ -11,7 +11,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..language import ast
-from .effects import Effect
+from .effects import Effect, json_number
 
 if TYPE_CHECKING:
     from ..program import Program
@@ -110,7 +110,7 @@ class Outcome:
             "event": self.event.id if self.event is not None else None,
             "member": self.context.member.id,
             "points": self.points,
-            "totals": {b: _num(v) for b, v in self.totals.items()},
+            "totals": {b: json_number(v) for b, v in self.totals.items()},
             "coupons": list(self.coupons),
             "effects": [e.to_dict() for e in self.effects],
             "explanations": self.explanations,
@@ -119,12 +119,6 @@ class Outcome:
 
     def __repr__(self) -> str:
         return f"<Outcome points={self.points} coupons={list(self.coupons)} rules={self.fired}>"
-
-
-def _num(value: Decimal):
-    if value == value.to_integral_value():
-        return int(value)
-    return str(value)
 
 
 def allocate(values: list[Decimal], total: Decimal, quantum: Decimal) -> list[Decimal]:

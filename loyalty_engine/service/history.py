@@ -17,6 +17,7 @@ from decimal import Decimal
 import attrs
 from attrs import define, field
 
+from ..engine.runtime import period_start
 from ..language import ast
 from ..model import MemberContext
 from ..program import Program
@@ -165,8 +166,6 @@ class ContextBuilder:
         earned = {}
         if needs.caps and record.stored:
             for balance, period in needs.caps:
-                from ..engine.runtime import period_start
-
                 earned[f"{balance}:{period}"] = store.earned_since(member_id, balance, period_start(today, period))
         if needs.expiring and lots is None and record.stored:
             lots = [lot for b in self.program.checked.balances for lot in store.open_lots(member_id, b)]

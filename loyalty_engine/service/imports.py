@@ -32,7 +32,7 @@ import datetime as dt
 import io
 import json
 from collections.abc import Iterable, Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from attrs import define, field
 
 from ..errors import InputError, LoyaltyError
 from ..language.schema import STATS
-from ..wire import structure_member
+from ..wire import _date, structure_member, value_map
 
 ZERO = Decimal(0)
 IMPORTED = "import"  # the firing key that records a member's import
@@ -106,47 +106,17 @@ def _csv_rows(f: io.TextIOBase):
         yield number, nested, None
 
 
-def _decimals(value: Any, path: str) -> dict[str, Decimal]:
-    if value in (None, ""):
-        return {}
-    if not isinstance(value, dict):
-        raise InputError([(path, "must be an object of name: amount")], "member")
-    out = {}
-    for key, amount in value.items():
-        try:
-            number = Decimal(str(amount))
-        except InvalidOperation:
-            raise InputError([(f"{path}.{key}", f"{amount!r} is not a number")], "member") from None
-        if not number.is_finite():
-            raise InputError([(f"{path}.{key}", f"{amount!r} is not a number")], "member")
-        out[key] = number
-    return out
-
-
-def _dates(value: Any, path: str) -> dict[str, dt.date]:
-    if value in (None, ""):
-        return {}
-    if not isinstance(value, dict):
-        raise InputError([(path, "must be an object of balance: date")], "member")
-    out = {}
-    for key, text in value.items():
-        try:
-            out[key] = dt.date.fromisoformat(str(text))
-        except ValueError:
-            raise InputError([(f"{path}.{key}", f"{text!r} is not a date (YYYY-MM-DD)")], "member") from None
-    return out
-
-
-def import_row(engine, row: dict, at: dt.datetime) -> str:
-    """Create or update one member from ``row``; returns created, updated or skipped."""
+def import_row(engine, row: dict, at: dt.datetime) -> tuple[str, dict[str, Decimal]]:
+    """Create or update one member from ``row``; returns (created, updated or skipped, opening balances)."""
     program = engine.program
     member = structure_member(
         {k: v for k, v in row.items() if k in MEMBER_KEYS}, program.checked.schema.member_attributes
     )
-    balances = _decimals(row.get("balances"), "balances")
-    expires = _dates(row.get("expires"), "expires")
-    qualifying = _decimals(row.get("qualifying"), "qualifying")
-    problems = [
+    problems: list[tuple[str, str]] = []
+    balances = value_map(row.get("balances"), "balances", problems)
+    expires = value_map(row.get("expires"), "expires", problems, _date)
+    qualifying = value_map(row.get("qualifying"), "qualifying", problems)
+    problems += [
         (f"balances.{b}", f"'{b}' is not a balance of this program")
         for b in balances
         if b not in program.checked.balances
@@ -187,7 +157,7 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
                 e.kind == "opening" for e in store.entries_for_event(source)
             )
             if already:
-                return "skipped"
+                return "skipped", {}
             outcome = "updated"  # known (e.g. shopped before the import) but not imported yet: add the opening state
             if member.tier == tier_before:
                 member = attrs.evolve(member, tier=None)  # the tier it holds: keep its dates
@@ -215,7 +185,7 @@ def import_row(engine, row: dict, at: dt.datetime) -> str:
             record.last_activity = at  # "expire N after last activity" counts from the import
         store.add_firing(member.id, IMPORTED, at, source)  # marks the member imported: a re-import adds nothing
         store.save_member(record)
-        return outcome
+        return outcome, balances
 
 
 def import_members(engine, path: str | Path, at: dt.datetime | None = None) -> ImportReport:
@@ -225,16 +195,15 @@ def import_members(engine, path: str | Path, at: dt.datetime | None = None) -> I
         report.rows += 1
         if problem is None:
             try:
-                outcome = import_row(engine, row, at)
+                outcome, opening = import_row(engine, row, at)
             except LoyaltyError as exc:
                 problem = str(exc)
             except ValueError as exc:
                 problem = f"invalid member: {exc}"
             else:
                 setattr(report, outcome, getattr(report, outcome) + 1)
-                if outcome in ("created", "updated"):
-                    for balance, amount in _decimals(row.get("balances"), "balances").items():
-                        report.opening[balance] = report.opening.get(balance, ZERO) + amount
+                for balance, amount in opening.items():
+                    report.opening[balance] = report.opening.get(balance, ZERO) + amount
         if problem is not None:
             report.errors.append((number, problem))
     return report

@@ -46,20 +46,25 @@ def redeem(
     def apply(digest: str) -> Result:
         record = engine.existing(member)
         day = engine.local_day(at)
-        available, pending = engine.ledger.available(record, balance, day)
-        if amount > available:
-            waiting = sum((a for _, a in pending), ZERO)
-            more = f" ({waiting} more pending)" if waiting else ""
-            raise RefusedError(
-                "insufficient_balance",
-                f"member '{member}' has {available} {balance} available{more}; {amount} asked",
-            )
+        _require_available(engine, record, balance, amount, day)
         entries = engine.ledger.post(record, balance, "redeem", -amount, at, event=reference, spend_pending=False)
         stats = {"points_redeemed": amount} if balance == "points" else {}
         engine.applier.add_stats(record, day, reference, stats, at)
         return _settle(engine, [record], entries, reference, "redeem", member, digest, payload, at)
 
     return engine.idempotent(reference, "redeem", member, payload, apply)
+
+
+def _require_available(engine, record, balance: str, amount: Decimal, day: dt.date) -> None:
+    """Refuse (``insufficient_balance``) unless ``amount`` is released, unexpired and there to spend."""
+    available, pending = engine.ledger.available(record, balance, day)
+    if amount > available:
+        waiting = sum((a for _, a in pending), ZERO)
+        more = f" ({waiting} more pending)" if waiting else ""
+        raise RefusedError(
+            "insufficient_balance",
+            f"member '{record.member.id}' has {available} {balance} available{more}; {amount} asked",
+        )
 
 
 def _settle(engine, records, entries, reference, kind, member, digest, payload, at) -> Result:
@@ -122,12 +127,7 @@ def transfer(
     def apply(digest: str) -> Result:
         source = engine.existing(from_member)
         target = engine.existing(to_member)
-        available, _ = engine.ledger.available(source, balance, engine.local_day(at))
-        if amount > available:
-            raise RefusedError(
-                "insufficient_balance",
-                f"member '{from_member}' has {available} {balance} available; {amount} asked",
-            )
+        _require_available(engine, source, balance, amount, engine.local_day(at))
         out = engine.ledger.post(
             source,
             balance,

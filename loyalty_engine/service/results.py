@@ -8,14 +8,12 @@ from typing import Any
 
 from attrs import field, frozen
 
-
-def _num(value: Decimal):
-    return int(value) if value == value.to_integral_value() else str(value)
+from ..engine.effects import json_number
 
 
 def _entry_row(row: dict[str, Any]) -> dict[str, Any]:
     """One ledger line with its amount as canonical text, so a stored (JSON) result equals the first one."""
-    return dict(row, amount=str(_num(Decimal(str(row["amount"])))))
+    return dict(row, amount=str(json_number(Decimal(str(row["amount"])))))
 
 
 @frozen
@@ -52,11 +50,11 @@ class Result:
             "kind": self.kind,
             "member": self.member,
             "status": self.status,
-            "totals": {k: _num(v) for k, v in self.totals.items()},
+            "totals": {k: json_number(v) for k, v in self.totals.items()},
             "coupons": list(self.coupons),
             "tier": self.tier,
             "messages": self.messages,
-            "entries": [dict(e, amount=_num(Decimal(e["amount"]))) for e in self.entries],
+            "entries": [dict(e, amount=json_number(Decimal(e["amount"]))) for e in self.entries],
             "notes": list(self.notes),
             "value": self.value,
             "duplicate": self.duplicate,

@@ -79,6 +79,18 @@ def run_day(engine, as_of, progress: Callable[[int], None] | None = None) -> Day
     return report
 
 
+def _in_pages(store, fetch: Callable[[str | None, int], list[str]], handle: Callable[[list[str]], None]) -> None:
+    """``handle`` each page of member ids that ``fetch(after, CHUNK)`` returns, one write transaction per page."""
+    after = None
+    while True:
+        with store.transaction():
+            ids = fetch(after, CHUNK)
+            handle(ids)
+        if len(ids) < CHUNK:
+            return
+        after = ids[-1]
+
+
 # ------------------------------------------------------------------ expiry
 
 
@@ -87,7 +99,7 @@ def expire_points(engine, day: dt.date, at: dt.datetime, report: DayReport) -> N
     touched: set[str] = set()
     while True:  # lots with a stored expiry day; closed lots drop out of the query
         with store.transaction():
-            lots = store.lots_expiring(day, 0, CHUNK)
+            lots = store.lots_expiring(day, CHUNK)
             by_member: dict[str, list] = {}
             for lot in lots:
                 by_member.setdefault(lot.member, []).append(lot)
@@ -105,28 +117,27 @@ def expire_points(engine, day: dt.date, at: dt.datetime, report: DayReport) -> N
         if info.expiry is not None and info.expiry.kind == "after" and info.expiry.after == "last activity"
     ]
     if balances:
-        policy_amounts = [engine.program.checked.balances[b].expiry for b in balances]
-        shortest = min(shift(day, -p.amount, p.unit) for p in policy_amounts)
+        policies = [engine.program.checked.balances[b].expiry for b in balances]
+        shortest = min(shift(day, -p.amount, p.unit) for p in policies)
+        # a loose cut in SQL (last activity is stored with its offset); lot_expiry decides exactly
         cutoff = dt.datetime.combine(shortest + dt.timedelta(days=2), dt.time(0), dt.UTC)
-        after = None
-        while True:
-            with store.transaction():
-                ids = store.members_inactive_since(cutoff, after, CHUNK)
-                for member_id in ids:
-                    record = store.load_member(member_id)
-                    expired = False
-                    for balance in balances:
-                        for lot in store.open_lots(member_id, balance):
-                            due = lot_expiry(engine.program, record, lot)
-                            if due is not None and due <= day:
-                                _expire_lot(engine, record, lot, at, report)
-                                expired = True
-                    if expired:
-                        store.save_member(record)
-                        touched.add(member_id)
-            if len(ids) < CHUNK:
-                break
-            after = ids[-1]
+
+        def expire_inactive(ids: list[str]) -> None:
+            for member_id in ids:
+                record = store.load_member(member_id)
+                due = [
+                    lot
+                    for balance in balances
+                    for lot in store.open_lots(member_id, balance)
+                    if (expiry := lot_expiry(engine.program, record, lot)) is not None and expiry <= day
+                ]
+                for lot in due:
+                    _expire_lot(engine, record, lot, at, report)
+                if due:
+                    store.save_member(record)
+                    touched.add(member_id)
+
+        _in_pages(store, lambda after, n: store.members_inactive_since(cutoff, after, n), expire_inactive)
     report.expired_members = len(touched)
 
 
@@ -167,17 +178,14 @@ def review_tiers(engine, day: dt.date, at: dt.datetime, report: DayReport) -> No
     names = [lvl.name.name for lvl in tiers.levels]
     every = tiers.review.every_months if tiers.review else 12
     grace = tiers.review.grace_months if tiers.review else 0
-    after = None
-    while True:
-        with store.transaction():
-            ids = store.members_due_review(day, after, CHUNK)
-            for member_id in ids:
-                record = store.load_member(member_id)
-                _review(engine, record, day, at, report, names, every, grace)
-                store.save_member(record)
-        if len(ids) < CHUNK:
-            break
-        after = ids[-1]
+
+    def review(ids: list[str]) -> None:
+        for member_id in ids:
+            record = store.load_member(member_id)
+            _review(engine, record, day, at, report, names, every, grace)
+            store.save_member(record)
+
+    _in_pages(store, lambda after, n: store.members_due_review(day, after, n), review)
 
 
 def _review(engine, record: MemberRecord, day, at, report, names, every, grace) -> None:

@@ -8,16 +8,13 @@ from typing import Any
 
 from attrs import frozen
 
+from ..engine.effects import json_number
 from ..errors import RefusedError
 from ..model import Member
 from ..store.base import CouponRecord, LedgerEntry
 from .history import lot_expiry
 
 ZERO = Decimal(0)
-
-
-def _num(value: Decimal):
-    return int(value) if value == value.to_integral_value() else str(value)
 
 
 @frozen
@@ -31,12 +28,12 @@ class BalanceView:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "total": _num(self.total),
-            "available": _num(self.available),
-            "pending": [{"releases_on": d.isoformat(), "amount": _num(a)} for d, a in self.pending],
-            "debt": _num(self.debt),
+            "total": json_number(self.total),
+            "available": json_number(self.available),
+            "pending": [{"releases_on": d.isoformat(), "amount": json_number(a)} for d, a in self.pending],
+            "debt": json_number(self.debt),
             "lots": [
-                {"earned_on": e.isoformat(), "remaining": _num(r), "expires_on": x.isoformat() if x else None}
+                {"earned_on": e.isoformat(), "remaining": json_number(r), "expires_on": x.isoformat() if x else None}
                 for e, r, x in self.lots
             ],
         }
@@ -62,9 +59,9 @@ class TierView:
             "grace_until": self.grace_until.isoformat() if self.grace_until else None,
             "metric": self.metric,
             "window": self.window,
-            "value": _num(self.value),
+            "value": json_number(self.value),
             "next_tier": self.next_tier,
-            "needed": None if self.needed is None else _num(self.needed),
+            "needed": None if self.needed is None else json_number(self.needed),
         }
 
 
@@ -106,7 +103,7 @@ class MemberView:
                     "at": e.at.isoformat(),
                     "balance": e.balance,
                     "kind": e.kind,
-                    "amount": _num(e.amount),
+                    "amount": json_number(e.amount),
                     "rule": e.rule,
                     "event": e.event,
                     "reason": e.reason,
@@ -114,7 +111,7 @@ class MemberView:
                 for e in self.history
             ],
             "tier_history": self.tier_history,
-            "lifetime": {k: _num(v) for k, v in self.lifetime.items()},
+            "lifetime": {k: json_number(v) for k, v in self.lifetime.items()},
             "last_purchase": self.last_purchase.isoformat() if self.last_purchase else None,
         }
 

@@ -66,10 +66,8 @@ _MEMBER_NAMES = [
 _MEMBER_SET = ", ".join(f"{name} = ?" for name in _MEMBER_NAMES[1:])
 SCALE = Decimal(10000)  # activity statistics are stored in 1/10000 units
 SYNCHRONOUS = ("FULL", "NORMAL")
-_MEMBER_COLUMNS = (
-    "id, name, joined, birthday, email, phone, attributes, tier, tier_since, tier_review, grace_until, "
-    "first_purchase, last_purchase, last_activity, balances, debts, lifetime, created_at"
-)
+_MEMBER_COLUMNS = ", ".join(_MEMBER_NAMES)
+_MEMBER_MARKS = ", ".join("?" * len(_MEMBER_NAMES))
 
 
 def _dec_map(text: str | None) -> dict[str, Decimal]:
@@ -359,7 +357,7 @@ class SQLiteStore:
             iso(record.created_at),
         )
         if not record.stored:
-            self.conn.execute(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({', '.join('?' * 18)})", values)
+            self.conn.execute(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({_MEMBER_MARKS})", values)
             record.stored = True
         elif record.loaded is None:
             self.conn.execute(f"UPDATE members SET {_MEMBER_SET} WHERE id = ?", values[1:] + (m.id,))
@@ -543,7 +541,7 @@ class SQLiteStore:
             [(entry, lot, str(amount)) for entry, lot, amount in moves],
         )
 
-    def lots_expiring(self, day: dt.date, after: int, limit: int) -> list[Lot]:
+    def lots_expiring(self, day: dt.date, limit: int) -> list[Lot]:
         """Open lots whose expiry day has come, soonest first (the partial expiry index serves it)."""
         rows = self.conn.execute(
             f"SELECT {self._LOT} FROM lots WHERE open = 1 AND expires_on IS NOT NULL AND expires_on <= ? "
@@ -683,10 +681,25 @@ class SQLiteStore:
 
     # -------------------------------------------------------------- coupons and tiers
 
-    _COUPON = (
-        "code, template, member, status, issued_at, valid_until, event, rule, program, reserved_by, "
-        "reserved_until, redeemed_at, redeemed_ref, discount"
-    )
+    _COUPON_NAMES = [
+        "code",
+        "template",
+        "member",
+        "status",
+        "issued_at",
+        "valid_until",
+        "event",
+        "rule",
+        "program",
+        "reserved_by",
+        "reserved_until",
+        "redeemed_at",
+        "redeemed_ref",
+        "discount",
+    ]
+    _COUPON = ", ".join(_COUPON_NAMES)
+    _COUPON_MARKS = ", ".join("?" * len(_COUPON_NAMES))
+    _COUPON_SET = ", ".join(f"{name} = ?" for name in _COUPON_NAMES[1:])
 
     @staticmethod
     def _coupon(row) -> CouponRecord:
@@ -728,7 +741,7 @@ class SQLiteStore:
 
     def add_coupon(self, coupon: CouponRecord) -> None:
         self.conn.execute(
-            f"INSERT INTO coupons ({self._COUPON}) VALUES ({', '.join('?' * 14)})", self._coupon_values(coupon)
+            f"INSERT INTO coupons ({self._COUPON}) VALUES ({self._COUPON_MARKS})", self._coupon_values(coupon)
         )
         self.conn.execute(
             "INSERT INTO coupon_counts (template, issued, redeemed) VALUES (?, 1, 0) "
@@ -742,10 +755,8 @@ class SQLiteStore:
 
     def update_coupon(self, coupon: CouponRecord) -> None:
         before = self.conn.execute("SELECT status FROM coupons WHERE code = ?", (coupon.code,)).fetchone()
-        self.conn.execute(
-            f"INSERT OR REPLACE INTO coupons ({self._COUPON}) VALUES ({', '.join('?' * 14)})",
-            self._coupon_values(coupon),
-        )
+        values = self._coupon_values(coupon)
+        self.conn.execute(f"UPDATE coupons SET {self._COUPON_SET} WHERE code = ?", (*values[1:], coupon.code))
         if before and before[0] != "redeemed" and coupon.status == "redeemed":
             self.conn.execute("UPDATE coupon_counts SET redeemed = redeemed + 1 WHERE template = ?", (coupon.template,))
         if before and before[0] != "void" and coupon.status == "void":
