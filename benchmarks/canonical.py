@@ -316,6 +316,13 @@ def make_runners(program):
     }
 
 
+def block_order(names: list[str], block: int, round_: int) -> list[str]:
+    """The order implementations run a block in: rotated per block, reversed every other round."""
+    k = (block + round_) % len(names)
+    order = names[k:] + names[:k]
+    return order[::-1] if round_ % 2 else order
+
+
 def time_interleaved(runners: dict, pairs, rounds: int, block: int = 1000) -> dict[str, list[float]]:
     """Seconds per round per runner.
 
@@ -334,11 +341,7 @@ def time_interleaved(runners: dict, pairs, rounds: int, block: int = 1000) -> di
         spent = dict.fromkeys(names, 0.0)
         gc.collect()
         for b, chunk in enumerate(blocks):
-            k = (b + r) % len(names)
-            order = names[k:] + names[:k]
-            if r % 2:
-                order = order[::-1]
-            for name in order:
+            for name in block_order(names, b, r):
                 run = runners[name]
                 t0 = perf()
                 run(chunk)

@@ -34,7 +34,6 @@ import bisect
 import cProfile
 import datetime as dt
 import gc
-import importlib.util
 import json
 import os
 import platform
@@ -55,6 +54,10 @@ from loyalty_engine.program import Program, load_program
 from loyalty_engine.service.engine import Engine
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the sibling scripts, as profile_canonical.py does
+
+import canonical  # noqa: E402 - the purchase distribution (categories, tiers, prices) is shared
+
 ROOT = HERE.parent
 CANONICAL_LOY = HERE / "canonical.loy"
 DEFAULT_SEED = 20240611
@@ -69,24 +72,12 @@ RAW_SQLITE_CANONICAL = 27_900  # commits/s, CANONICAL.md: 3 rows per commit, exe
 GOAL_NORMAL = 10_000  # events/s, issue 3: process, one commit per event, synchronous=NORMAL
 
 
-def _canonical():
-    """benchmarks/canonical.py: the purchase distribution (categories, tiers, prices) is shared."""
-    name = "loyalty_benchmarks_canonical"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "canonical.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 # ------------------------------------------------------------------ the workload
 
 
 def generate_members(m: int, seed: int) -> list[Member]:
     """``m`` members: tier bronze 40 / silver 30 / gold 20 / platinum 10 %, birthdays, joined dates."""
-    c = _canonical()
+    c = canonical
     rng = random.Random(seed)
     out = []
     for i in range(m):
@@ -118,7 +109,7 @@ def generate_events(n: int, members: list[Member], seed: int) -> list[dict]:
     common, a quarter of merch lines 400-3,000 CNY); 30% online; stores S1..S10.
     A purchase goes to a member who has joined by that day.
     """
-    c = _canonical()
+    c = canonical
     rng = random.Random(seed + 1)
     cat_weights = [(name, spec[0]) for name, spec in c.CATEGORIES.items()]
     order = sorted(members, key=lambda mm: mm.joined)
@@ -265,11 +256,7 @@ def one_round(program, members, events, workdir: Path, args, r: int) -> dict:
     gc.collect()
     perf = time.perf_counter
     for b, chunk in enumerate(blocks):
-        k = (b + r) % len(names)
-        order = names[k:] + names[:k]
-        if r % 2:
-            order = order[::-1]
-        for name in order:
+        for name in canonical.block_order(names, b, r):
             if name == "full" and (b % full_every or done["full"] >= args.full_events):
                 continue
             t = perf()

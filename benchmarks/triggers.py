@@ -38,7 +38,6 @@ import argparse
 import cProfile
 import datetime as dt
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -59,6 +58,10 @@ from loyalty_engine.service.engine import Engine
 from loyalty_engine.service.history import shift
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the sibling scripts, as profile_canonical.py does
+
+import store as store_bench  # noqa: E402 - its profile printer and environment report
+
 TRIGGERS_LOY = HERE / "triggers.loy"
 DEFAULT_SEED = 20240611
 DAY = dt.date(2025, 9, 1)  # a Monday and the 1st of the month: every trigger's schedule includes it
@@ -72,18 +75,6 @@ TIERS = ("member", "silver", "gold")
 THRESHOLDS = (0, 1000, 5000)
 # spend per purchase (CNY) by kind of customer: (share, low, high)
 SPENDERS = ((0.60, 15, 80), (0.30, 40, 250), (0.10, 200, 1500))
-
-
-def _store_module():
-    """benchmarks/store.py, for its profile printer and environment report."""
-    name = "loyalty_benchmarks_store"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "store.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _local(day: dt.date, hour: int = 0, minute: int = 0) -> dt.datetime:
@@ -424,7 +415,7 @@ def profile(path: Path, day: dt.date, synchronous: str, top: int) -> None:
     prof.disable()
     engine.close()
     title = f"Engine.run_triggers, {report.members_checked:,} members"
-    _store_module().print_profile(prof, top, title)
+    store_bench.print_profile(prof, top, title)
     print("  " + json.dumps(report.to_dict()))
 
 
@@ -466,7 +457,7 @@ def main(argv=None) -> int:
         ap.error("--members must be positive")
     say = (lambda *a, **k: None) if args.json else print
 
-    env = _store_module()._environment()
+    env = store_bench._environment()
     say(
         f"run_triggers over {args.members:,} members, day {args.day} ({args.day:%A}), seed {args.seed}, "
         f"synchronous={args.synchronous}, {env['date']}"

@@ -19,14 +19,7 @@ SEED = 20240611
 
 
 def _load_canonical_module():
-    name = "loyalty_benchmarks_canonical"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "canonical.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return _load_benchmark("canonical")
 
 
 @pytest.fixture(scope="module")

@@ -7,32 +7,9 @@ import attrs
 import pytest
 
 from loyalty_engine.errors import ConflictError, InputError, RefusedError
-from loyalty_engine.program import load_program
-from loyalty_engine.service.engine import Engine
+from tests.engine_kit import BASE, at, dump, make_engine, purchase, state
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-HEADER = 'program "T" {{ currency CNY timezone "Asia/Shanghai" rounding floor {extra} }}\n'
-BASE = 'rule "base" on purchase { award 1 point per 1 CNY of net_amount }\n'
 BONUS = 'rule "bonus" on purchase when net_amount >= 100 { award 50 points }\n'
-
-
-def make_engine(rules: str = BASE, header: str = "", path=":memory:") -> Engine:
-    return Engine.open(load_program("t.loy", text=HEADER.format(extra=header) + rules), path)
-
-
-def at(day: int, hour: int = 10, month: int = 5) -> dt.datetime:
-    return dt.datetime(2026, month, day, hour, tzinfo=SHANGHAI)
-
-
-def purchase(event_id, member="m1", items=(("A", "food", 2, "30.00"), ("B", "drink", 1, "45.50")), day=1, **kw):
-    return {
-        "id": event_id,
-        "type": "purchase",
-        "member": member,
-        "at": at(day).isoformat(),
-        "items": [{"sku": s, "category": c, "quantity": q, "unit_price": u} for s, c, q, u in items],
-        **kw,
-    }
 
 
 def refund(event_id, original, member="m1", items=(), day=2):
@@ -48,15 +25,6 @@ def refund(event_id, original, member="m1", items=(), day=2):
 
 def balance(engine, member="m1", name="points", day=20):
     return engine.member(member, at=at(day)).balances[name]
-
-
-def dump(engine) -> list[str]:
-    return list(engine.store.conn.iterdump())
-
-
-def state(engine) -> list[str]:
-    """Everything but the idempotency records: what a refusal must leave as it was."""
-    return [line for line in engine.store.conn.iterdump() if not line.startswith('INSERT INTO "events"')]
 
 
 def check_invariants(engine) -> None:
