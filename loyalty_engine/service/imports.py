@@ -154,7 +154,7 @@ def import_row(engine, row: dict, at: dt.datetime) -> tuple[str, dict[str, Decim
             )
             store.save_member(record)
             already = IMPORTED in store.firings(member.id, [IMPORTED]) or any(
-                e.kind == "opening" for e in store.entries_for_event(source)
+                e.kind == "opening" for e in store.entries_for_event(source, member.id)
             )
             if already:
                 return "skipped", {}

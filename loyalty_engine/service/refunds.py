@@ -96,7 +96,7 @@ class Refunds:
             now, basket_share, full = self._by_amount(original, refund, before, notes)
             after = {}
         policy = program.checked.refund_bonuses
-        entries = store.entries_for_event(original.id)
+        entries = store.entries_for_event(original.id, stored_original.member)
         earned = [e for e in entries if e.kind == "earn"]
         done = store.reversed_amounts([e.id for e in earned])
         written = []
@@ -131,7 +131,7 @@ class Refunds:
             )
             self._release_budget(entry.rule, entry.balance, change)
         if full and policy != "keep":
-            for coupon in store.coupons_for_event(original.id):
+            for coupon in store.coupons_for_event(original.id, stored_original.member):
                 if coupon.status in ("issued", "reserved"):
                     coupon.status = "void"
                     store.update_coupon(coupon)

@@ -444,9 +444,21 @@ class SQLiteStore:
             None if row[13] is None else Decimal(row[13]),
         )
 
-    def entries_for_event(self, event_id: str) -> list[LedgerEntry]:
-        rows = self.conn.execute(f"SELECT {self._ENTRY} FROM ledger WHERE event = ? ORDER BY id", (event_id,))
-        return [self._entry(r) for r in rows.fetchall()]
+    def _event_member(self, event_id: str, member_id: str | None) -> str | None:
+        if member_id is None:
+            row = self.conn.execute("SELECT member FROM events WHERE id = ?", (event_id,)).fetchone()
+            member_id = row[0] if row else None
+        return member_id
+
+    def entries_for_event(self, event_id: str, member_id: str | None = None) -> list[LedgerEntry]:
+        """The entries an event (or operation) posted; found through the member's index (there is none on event)."""
+        member_id = self._event_member(event_id, member_id)
+        if member_id is None:  # not a stored event (an import, say) and no member given: a scan
+            sql, params = f"SELECT {self._ENTRY} FROM ledger WHERE event = ? ORDER BY id", (event_id,)
+        else:
+            sql = f"SELECT {self._ENTRY} FROM ledger WHERE member = ? AND event = ? ORDER BY id"
+            params = (member_id, event_id)
+        return [self._entry(r) for r in self.conn.execute(sql, params).fetchall()]
 
     def reversed_amounts(self, entry_ids: Sequence[int]) -> dict[int, Decimal]:
         """Per entry, the sum of the entries that reverse it (shortfalls recorded as debt included)."""
@@ -768,9 +780,13 @@ class SQLiteStore:
         )
         return [self._coupon(r) for r in rows.fetchall()]
 
-    def coupons_for_event(self, event_id: str) -> list[CouponRecord]:
-        rows = self.conn.execute(f"SELECT {self._COUPON} FROM coupons WHERE event = ?", (event_id,))
-        return [self._coupon(r) for r in rows.fetchall()]
+    def coupons_for_event(self, event_id: str, member_id: str | None = None) -> list[CouponRecord]:
+        member_id = self._event_member(event_id, member_id)
+        if member_id is None:
+            sql, params = f"SELECT {self._COUPON} FROM coupons WHERE event = ?", (event_id,)
+        else:
+            sql, params = f"SELECT {self._COUPON} FROM coupons WHERE member = ? AND event = ?", (member_id, event_id)
+        return [self._coupon(r) for r in self.conn.execute(sql, params).fetchall()]
 
     def coupon_count(self, template: str, member_id: str | None = None) -> int:
         if member_id is None:
