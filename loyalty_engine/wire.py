@@ -22,7 +22,7 @@ from cattrs.v import transform_error
 
 from .errors import InputError
 from .language import types as T
-from .model import Event, LineItem, Member, MemberContext
+from .model import ZERO, Event, LineItem, Member, MemberContext
 
 converter = cattrs.Converter(forbid_extra_keys=True)
 
@@ -154,15 +154,31 @@ _EVENT_TEXTS = ("channel", "store", "payment", "currency", "original", "referrer
 _EVENT_NUMBERS = ("amount", "discount", "net_amount")
 
 
-def _present(source: dict, names, convert, into: dict) -> None:
-    for name in names:
-        value = source.get(name)
-        if value is not None:
-            into[name] = convert(value)
+_quote = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes for a string
+_NUMBERS: dict = {}  # text or int as sent -> (Decimal, canonical text): tills repeat prices and quantities
+_ONE = (Decimal(1), "1")
+_NIL = (Decimal(0), "0")
 
 
-def _fast_event(data: dict) -> Event | None:
-    """A well-formed event without custom fields, built without cattrs (the till's hot path).
+def _number(value) -> tuple[Decimal, str]:
+    """A decimal amount and its canonical text (what :func:`canonical_json` writes for it)."""
+    kind = type(value)
+    if kind is str or kind is int:
+        known = _NUMBERS.get(value)
+        if known is None:
+            number = _decimal(value)
+            known = (number, _dec(number))
+            if len(_NUMBERS) >= 8192:
+                _NUMBERS.clear()
+            _NUMBERS[value] = known
+        return known
+    number = _decimal(value)
+    return number, _dec(number)
+
+
+def _fast_built(data: dict) -> tuple[Event, str] | None:
+    """A well-formed event without custom fields, built without cattrs (the till's hot path), with its
+    canonical JSON text (the same text :func:`canonical_json` writes for the event, built alongside).
 
     Returns None for anything else, and the caller takes the full path, which
     gives the same event or the path-addressed errors.
@@ -171,23 +187,97 @@ def _fast_event(data: dict) -> Event | None:
         return None
     try:
         items = []
+        lines = []
+        total = ZERO
         for raw in data.get("items", ()):
             if type(raw) is not dict or not raw.keys() <= _ITEM_KEYS or type(raw.get("sku")) is not str:
                 return None
-            fields = {"sku": raw["sku"]}
-            _present(raw, _ITEM_NUMBERS, _decimal, fields)
-            _present(raw, _ITEM_TEXTS, _text, fields)
-            items.append(LineItem(**fields))
-        fields = {name: _text(data[name]) for name in ("id", "type", "member")}
-        fields["at"] = _datetime(data["at"])
-        _present(data, _EVENT_TEXTS, _text, fields)
-        _present(data, _EVENT_NUMBERS, _decimal, fields)
-        event = Event(items=tuple(items), **fields)
+            value = raw.get("quantity")
+            quantity, q_text = _ONE if value is None else _number(value)
+            value = raw.get("unit_price")
+            price, p_text = _NIL if value is None else _number(value)
+            value = raw.get("discount")
+            off, d_text = _NIL if value is None else _number(value)
+            if quantity < 0 or price < 0 or off < 0:
+                return None
+            value = raw.get("amount")
+            amount = price * quantity - off if value is None else _decimal(value)
+            category, name, brand = raw.get("category"), raw.get("name"), raw.get("brand")
+            # the canonical text of the line, keys in sorted order, strings escaped as json.dumps does
+            line = f'{{"amount":"{_dec(amount)}"'
+            if brand is not None:
+                brand = _text(brand)
+                line += ',"brand":' + _quote(brand)
+            if category is not None:
+                category = _text(category)
+                line += ',"category":' + _quote(category)
+            line += f',"discount":"{d_text}"'
+            if name is not None:
+                name = _text(name)
+                line += ',"name":' + _quote(name)
+            line += f',"quantity":"{q_text}","sku":{_quote(raw["sku"])},"unit_price":"{p_text}"}}'
+            items.append(LineItem(raw["sku"], quantity, price, category, name, brand, off, amount))
+            lines.append(line)
+            total += amount
+        texts = [None if (v := data.get(name)) is None else _text(v) for name in _EVENT_TEXTS]
+        channel, store, payment, currency, original, referrer = texts
+        event_id, kind, member = _text(data["id"]), _text(data["type"]), _text(data["member"])
+        at = _datetime(data["at"])
+        value = data.get("amount")
+        amount = total if value is None else _decimal(value)
+        value = data.get("discount")
+        discount = ZERO if value is None else _decimal(value)
+        value = data.get("net_amount")
+        net = amount - discount if value is None else _decimal(value)
+        event = Event(
+            event_id,
+            kind,
+            member,
+            at,
+            channel,
+            store,
+            payment,
+            currency,
+            items,
+            amount,
+            discount,
+            net,
+            original,
+            referrer,
+        )
     except (KeyError, TypeError, ValueError, ArithmeticError):
         return None
-    if event.type in ("purchase", "refund") and event.amount < 0:
+    if kind in ("purchase", "refund") and amount < 0:
         return None
-    return event
+    # keys in sorted order, as _canonical_event writes them and json.dumps spells them
+    text = f'{{"amount":"{_dec(amount)}","at":"{at.astimezone(dt.UTC).isoformat()}"'
+    if channel is not None:
+        text += ',"channel":' + _quote(channel)
+    if currency is not None:
+        text += ',"currency":' + _quote(currency)
+    text += f',"discount":"{_dec(discount)}","id":{_quote(event_id)}'
+    if lines:
+        text += ',"items":[' + ",".join(lines) + "]"
+    text += f',"member":{_quote(member)},"net_amount":"{_dec(net)}"'
+    for key, value in (("original", original), ("payment", payment), ("referrer", referrer), ("store", store)):
+        if value is not None:
+            text += f',"{key}":{_quote(value)}'
+    return event, text + f',"type":{_quote(kind)}}}'
+
+
+def _fast_event(data: dict) -> Event | None:
+    built = _fast_built(data)
+    return None if built is None else built[0]
+
+
+def event_and_payload(data: Any, event_fields: dict[str, dict[str, str]] | None = None) -> tuple[Event, str]:
+    """``structure_event(data)`` and ``canonical_json`` of it (the idempotency payload), in one pass when it can."""
+    if type(data) is dict and isinstance(data.get("items", ()), list | tuple) and _fast_event is _FAST_EVENT:
+        built = _fast_built(data)
+        if built is not None:
+            return built
+    event = structure_event(data, event_fields)
+    return event, canonical_json(event)
 
 
 def structure_event(data: Any, event_fields: dict[str, dict[str, str]] | None = None) -> Event:
@@ -423,6 +513,9 @@ def _canonical_event(event: Event) -> dict:
     return dict(sorted(data.items()))
 
 
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def canonical_json(value) -> str:
     """A stable JSON text of an event (or any wire value): sorted keys, normalised decimals, no empty fields.
 
@@ -430,11 +523,13 @@ def canonical_json(value) -> str:
     which is what idempotency compares.
     """
     if isinstance(value, Event):
-        return json.dumps(_canonical_event(value), ensure_ascii=False, separators=(",", ":"), default=str)
+        return _CANONICAL.encode(_canonical_event(value))
     return json.dumps(
         _canon(unstructure(value)), ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str
     )
 
+
+_FAST_EVENT = _fast_event  # event_and_payload takes the full path too when a test switches the fast one off
 
 __all__ = [
     "structure_event",

@@ -140,6 +140,9 @@ def test_the_fast_path_builds_exactly_what_the_full_path_builds(data):
     fast = wire._fast_event(dict(data))
     if fast is not None:  # it only takes what it can build exactly; the rest goes the full path
         assert fast == _full_path(data)
+        event, payload = wire.event_and_payload(dict(data))
+        assert event == fast
+        assert payload == wire.canonical_json(fast)  # the idempotency payload built alongside is the canonical one
     try:
         result = structure_event(dict(data))
     except InputError as exc:

@@ -24,7 +24,7 @@ from ..model import Event, Member
 from ..program import Program, load_program
 from ..store.base import MemberRecord, Store, StoredEvent
 from ..store.sqlite import SQLiteStore
-from ..wire import canonical_json, structure_event, structure_member
+from ..wire import canonical_json, event_and_payload, structure_event, structure_member
 from . import coupons as coupon_ops
 from . import points as points_ops
 from .apply import Applier
@@ -233,9 +233,11 @@ class Engine:
 
     def process(self, event: Event | Mapping[str, Any]) -> Result:
         """Apply ``event`` atomically: all its effects or none. Idempotent on the event id."""
-        ev = self.to_event(event)
+        if isinstance(event, Event):
+            ev, payload = event, canonical_json(event)
+        else:
+            ev, payload = event_and_payload(dict(event), self.program.event_types)
         self._check_type(ev)
-        payload = canonical_json(ev)
         if ev.type == "refund":
             return self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._refund(ev, payload, d))
         return self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._apply(ev, payload, d))
