@@ -64,6 +64,42 @@ class Ledger:
             record, balance, kind, -amount, at, day, event, rule, lines, reverses, reason, prefer_lot, spend_pending
         )
 
+    def earn(self, record: MemberRecord, at: dt.datetime, event: str, earnings) -> list[LedgerEntry]:
+        """Post what one event earned, ``(balance, amount, rule, lines)`` each, and return the entries.
+
+        When nothing is owed and no balance involved is negative (nearly always), every entry
+        goes into the ledger in one statement and their lots in another; otherwise each goes
+        through :meth:`post` (filling a negative balance, repaying debts).
+        """
+        balances, debts = record.balances, record.debts
+        if any(amount <= 0 or balances.get(b, ZERO) < 0 or debts.get(b) for b, amount, _, _ in earnings):
+            written: list[LedgerEntry] = []
+            for balance, amount, rule, lines in earnings:
+                written += self.post(record, balance, "earn", amount, at, event=event, rule=rule, lines=lines)
+            return written
+        if not earnings:
+            return []
+        day = at.astimezone(self.tz).date()
+        if record.last_activity is None or at > record.last_activity:
+            record.last_activity = at
+        member, version = record.member.id, self.program.version
+        entries = [
+            LedgerEntry(member, balance, "earn", amount, at, day, event, rule, version, lines)
+            for balance, amount, rule, lines in earnings
+        ]
+        self.store.add_entries(entries)
+        lots = []
+        infos = self.program.checked.balances
+        for entry in entries:
+            balance, amount = entry.balance, entry.amount
+            pending = infos[balance].pending_days
+            releases = day + dt.timedelta(days=pending) if pending else None
+            expiry = new_lot_expiry(self.program, record, balance, day)
+            lots.append(Lot(entry.id, member, balance, amount, amount, day, releases, expiry))
+            balances[balance] = balances.get(balance, ZERO) + amount
+        self.store.add_lots(lots)
+        return entries
+
     def _entry(
         self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, shortfall=None
     ) -> LedgerEntry:

@@ -16,6 +16,9 @@ def _entry_row(row: dict[str, Any]) -> dict[str, Any]:
     return dict(row, amount=str(json_number(Decimal(str(row["amount"])))))
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)  # built once, not per call
+
+
 @frozen
 class Result:
     """The applied result of one event or operation.
@@ -61,7 +64,7 @@ class Result:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+        return _JSON.encode(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str, duplicate: bool = True) -> Result:

@@ -65,6 +65,7 @@ _MEMBER_NAMES = [
 ]
 _MEMBER_SET = ", ".join(f"{name} = ?" for name in _MEMBER_NAMES[1:])
 SCALE = Decimal(10000)  # activity statistics are stored in 1/10000 units
+_STAT_INDEX = {name: i for i, name in enumerate(ACTIVITY_STATS)}
 SYNCHRONOUS = ("FULL", "NORMAL")
 _MEMBER_COLUMNS = ", ".join(_MEMBER_NAMES)
 _MEMBER_MARKS = ", ".join("?" * len(_MEMBER_NAMES))
@@ -76,10 +77,16 @@ def _dec_map(text: str | None) -> dict[str, Decimal]:
     return {k: Decimal(v) for k, v in json.loads(text).items()}
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_MAP_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_ATTRIBUTES_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def _enc_map(values: dict[str, Decimal]) -> str:
-    if not any(values.values()):
+    if not values:
         return "{}"
-    return json.dumps({k: str(v) for k, v in values.items() if v}, ensure_ascii=False, sort_keys=True)
+    kept = {k: str(v) for k, v in values.items() if v}
+    return _MAP_JSON.encode(kept) if kept else "{}"
 
 
 def _enc_weights(weights) -> str | None:
@@ -343,7 +350,7 @@ class SQLiteStore:
             iso(m.birthday),
             m.email,
             m.phone,
-            json.dumps(dict(m.attributes), ensure_ascii=False, default=str) if m.attributes else "{}",
+            _ATTRIBUTES_JSON.encode(dict(m.attributes)) if m.attributes else "{}",
             m.tier,
             iso(record.tier_since),
             iso(record.tier_review),
@@ -397,13 +404,18 @@ class SQLiteStore:
 
     # -------------------------------------------------------------- ledger and lots
 
+    _ADD_ENTRIES = (
+        "INSERT INTO ledger (member, balance, kind, amount, at, day, event, rule, program, lines, reverses, "
+        "reason, shortfall) VALUES "
+    )
+
     def add_entries(self, entries: Sequence[LedgerEntry]) -> list[int]:
-        ids = []
-        for e in entries:
-            cur = self.conn.execute(
-                "INSERT INTO ledger (member, balance, kind, amount, at, day, event, rule, program, lines, reverses, "
-                "reason, shortfall) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
+        """Append entries in one statement per 500 and set their ids (consecutive: rowids are the largest + 1)."""
+        ids: list[int] = []
+        for part in chunks(list(entries), 500):
+            params: list = []
+            for e in part:
+                params += (
                     e.member,
                     e.balance,
                     e.kind,
@@ -417,10 +429,13 @@ class SQLiteStore:
                     e.reverses,
                     e.reason,
                     None if e.shortfall is None else str(e.shortfall),
-                ),
-            )
-            e.id = cur.lastrowid
-            ids.append(e.id)
+                )
+            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
+            last = self.conn.execute(self._ADD_ENTRIES + marks, params).lastrowid
+            first = last - len(part) + 1
+            for i, e in enumerate(part):
+                e.id = first + i
+                ids.append(e.id)
         return ids
 
     _ENTRY = "id, member, balance, kind, amount, at, day, event, rule, program, lines, reverses, reason, shortfall"
@@ -580,14 +595,19 @@ class SQLiteStore:
 
     # -------------------------------------------------------------- statistics, history, budgets
 
+    _ADD_ACTIVITY = (
+        "INSERT INTO activity (member, day, event, spend, visits, purchases, nights, refunds, points_earned, "
+        "points_redeemed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member, day, event) DO UPDATE SET "
+        + ", ".join(f"{name} = {name} + excluded.{name}" for name in ACTIVITY_STATS)
+    )
+
     def add_activity(self, member_id: str, day: dt.date, event: str | None, stats: dict[str, Decimal]) -> None:
-        values = tuple(_scaled(stats.get(name, 0)) for name in ACTIVITY_STATS)
-        self.conn.execute(
-            "INSERT INTO activity (member, day, event, spend, visits, purchases, nights, refunds, points_earned, "
-            "points_redeemed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member, day, event) DO UPDATE SET "
-            + ", ".join(f"{name} = {name} + excluded.{name}" for name in ACTIVITY_STATS),
-            (member_id, day.isoformat(), event or "", *values),
-        )
+        values = [0] * len(ACTIVITY_STATS)
+        for name, value in stats.items():
+            i = _STAT_INDEX.get(name)  # only these are kept per day (the member row keeps any on its lifetime)
+            if i is not None and value:
+                values[i] = _scaled(value)
+        self.conn.execute(self._ADD_ACTIVITY, (member_id, day.isoformat(), event or "", *values))
 
     @staticmethod
     def _sums_sql(starts: Sequence[dt.date], where: str) -> str:
