@@ -310,6 +310,21 @@ COUPON_RULES = (
 )
 
 
+def test_a_coupon_code_that_is_taken_gets_the_next_code(monkeypatch):
+    """Codes are 40 bits of a hash: when one is taken, the store refuses it and the next salted code is used."""
+    from loyalty_engine.service import apply
+
+    real = apply.short_code
+    monkeypatch.setattr(apply, "short_code", lambda *parts: "SAME" if len(parts) == 3 else real(*parts))
+    engine = make_engine(COUPON_RULES)
+    (first,) = engine.process(purchase("t1")).coupons
+    (second,) = engine.process(purchase("t2")).coupons
+    assert first == "BIG10-SAME" and second != first
+    assert engine.store.get_coupon(first).event == "t1" and engine.store.get_coupon(second).event == "t2"
+    assert engine.store.coupon_count("BIG10") == 2
+    check_invariants(engine)
+
+
 def test_coupons_issued_by_a_purchase_are_voided_on_full_return():
     engine = make_engine(COUPON_RULES)
     (code,) = engine.process(purchase("t1")).coupons

@@ -174,12 +174,12 @@ class Applier:
             valid_until = template.valid_until
         code = f"{template_code}-{short_code(source, rule or '', str(n))}"
         salt = 0
-        while self.store.get_coupon(code) is not None:  # 40 bits collide now and then at scale: pick the next code
+        # 40 bits collide now and then at scale: add_coupon refuses a code that is taken, and the next one is tried
+        while not self.store.add_coupon(
+            CouponRecord(code, template_code, member_id, "issued", at, valid_until, source, rule, self.program.version)
+        ):
             salt += 1
             code = f"{template_code}-{short_code(source, rule or '', str(n), str(salt))}"
-        self.store.add_coupon(
-            CouponRecord(code, template_code, member_id, "issued", at, valid_until, source, rule, self.program.version)
-        )
         return code
 
     def queue_message(self, record, send: ast.Send, outcome: Outcome, rule, source, at, n) -> int:

@@ -35,6 +35,8 @@ class MemberRecord:
     lifetime: dict[str, Decimal] = field(factory=dict)
     stored: bool = False  # False until the first save
     loaded: tuple | None = field(default=None, eq=False, repr=False)  # the stored row, to write only what changed
+    # what the stored row decodes to (member, balances, debts, lifetime), so unchanged parts are not encoded again
+    snapshot: tuple | None = field(default=None, eq=False, repr=False)
 
 
 @define
@@ -182,7 +184,7 @@ class Store(Protocol):
     def add_returns(self, purchase_id: str, refund_id: str, lines: dict[int, Decimal]) -> None: ...
 
     # coupons and tiers
-    def add_coupon(self, coupon: CouponRecord) -> None: ...
+    def add_coupon(self, coupon: CouponRecord) -> bool: ...  # False: the code is taken, nothing written
     def get_coupon(self, code: str) -> CouponRecord | None: ...
     def update_coupon(self, coupon: CouponRecord) -> None: ...
     def coupons(self, member_id: str) -> list[CouponRecord]: ...

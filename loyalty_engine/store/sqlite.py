@@ -321,6 +321,7 @@ class SQLiteStore:
             row[5],
             json.loads(row[6]) if row[6] and row[6] != "{}" else {},
         )
+        balances, debts, lifetime = _dec_map(row[14]), _dec_map(row[15]), _dec_map(row[16])
         return MemberRecord(
             member,
             from_datetime(row[17]),
@@ -330,11 +331,12 @@ class SQLiteStore:
             from_datetime(row[11]),
             from_datetime(row[12]),
             from_datetime(row[13]),
-            _dec_map(row[14]),
-            _dec_map(row[15]),
-            _dec_map(row[16]),
+            balances,
+            debts,
+            lifetime,
             True,
             tuple(row),
+            (member, dict(balances), dict(debts), dict(lifetime)),
         )
 
     def load_member(self, member_id: str) -> MemberRecord | None:
@@ -343,7 +345,56 @@ class SQLiteStore:
 
     def save_member(self, record: MemberRecord) -> None:
         m = record.member
-        values = (
+        loaded, snapshot = record.loaded, record.snapshot
+        if loaded is not None and snapshot is not None and record.stored:
+            # encode only what may have changed: the member's details are one frozen object, the maps dicts
+            if m is snapshot[0]:
+                head = loaded[:8]
+            else:
+                head = self._member_head(m)
+            values = (
+                *head,
+                iso(record.tier_since),
+                iso(record.tier_review),
+                iso(record.grace_until),
+                iso(record.first_purchase),
+                iso(record.last_purchase),
+                iso(record.last_activity),
+                loaded[14] if record.balances == snapshot[1] else _enc_map(record.balances),
+                loaded[15] if record.debts == snapshot[2] else _enc_map(record.debts),
+                loaded[16] if record.lifetime == snapshot[3] else _enc_map(record.lifetime),
+                iso(record.created_at),
+            )
+        else:
+            values = (
+                *self._member_head(m),
+                iso(record.tier_since),
+                iso(record.tier_review),
+                iso(record.grace_until),
+                iso(record.first_purchase),
+                iso(record.last_purchase),
+                iso(record.last_activity),
+                _enc_map(record.balances),
+                _enc_map(record.debts),
+                _enc_map(record.lifetime),
+                iso(record.created_at),
+            )
+        if not record.stored:
+            self.conn.execute(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({_MEMBER_MARKS})", values)
+            record.stored = True
+        elif loaded is None:
+            self.conn.execute(f"UPDATE members SET {_MEMBER_SET} WHERE id = ?", values[1:] + (m.id,))
+        else:  # only the columns that changed: fewer index updates, fewer pages written
+            changed = [i for i in range(1, len(values)) if values[i] != loaded[i]]
+            if changed:
+                sets = ", ".join(f"{_MEMBER_NAMES[i]} = ?" for i in changed)
+                self.conn.execute(f"UPDATE members SET {sets} WHERE id = ?", (*(values[i] for i in changed), m.id))
+        record.loaded = values
+        record.snapshot = (m, dict(record.balances), dict(record.debts), dict(record.lifetime))
+
+    @staticmethod
+    def _member_head(m: Member) -> tuple:
+        return (
             m.id,
             m.name,
             iso(m.joined),
@@ -352,28 +403,7 @@ class SQLiteStore:
             m.phone,
             _ATTRIBUTES_JSON.encode(dict(m.attributes)) if m.attributes else "{}",
             m.tier,
-            iso(record.tier_since),
-            iso(record.tier_review),
-            iso(record.grace_until),
-            iso(record.first_purchase),
-            iso(record.last_purchase),
-            iso(record.last_activity),
-            _enc_map(record.balances),
-            _enc_map(record.debts),
-            _enc_map(record.lifetime),
-            iso(record.created_at),
         )
-        if not record.stored:
-            self.conn.execute(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({_MEMBER_MARKS})", values)
-            record.stored = True
-        elif record.loaded is None:
-            self.conn.execute(f"UPDATE members SET {_MEMBER_SET} WHERE id = ?", values[1:] + (m.id,))
-        else:  # only the columns that changed: fewer index updates, fewer pages written
-            changed = [i for i in range(1, len(values)) if values[i] != record.loaded[i]]
-            if changed:
-                sets = ", ".join(f"{_MEMBER_NAMES[i]} = ?" for i in changed)
-                self.conn.execute(f"UPDATE members SET {sets} WHERE id = ?", (*(values[i] for i in changed), m.id))
-        record.loaded = values
 
     def iter_members(self, after: str | None, limit: int) -> list[MemberRecord]:
         rows = self.conn.execute(
@@ -771,15 +801,20 @@ class SQLiteStore:
             None if c.discount is None else str(c.discount),
         )
 
-    def add_coupon(self, coupon: CouponRecord) -> None:
-        self.conn.execute(
-            f"INSERT INTO coupons ({self._COUPON}) VALUES ({self._COUPON_MARKS})", self._coupon_values(coupon)
+    def add_coupon(self, coupon: CouponRecord) -> bool:
+        """Add a new coupon; False (and nothing written) when its code is already taken."""
+        cur = self.conn.execute(
+            f"INSERT INTO coupons ({self._COUPON}) VALUES ({self._COUPON_MARKS}) ON CONFLICT (code) DO NOTHING",
+            self._coupon_values(coupon),
         )
+        if cur.rowcount != 1:
+            return False
         self.conn.execute(
             "INSERT INTO coupon_counts (template, issued, redeemed) VALUES (?, 1, 0) "
             "ON CONFLICT(template) DO UPDATE SET issued = issued + 1",
             (coupon.template,),
         )
+        return True
 
     def get_coupon(self, code: str) -> CouponRecord | None:
         row = self.conn.execute(f"SELECT {self._COUPON} FROM coupons WHERE code = ?", (code,)).fetchone()
