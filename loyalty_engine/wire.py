@@ -16,6 +16,7 @@ import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.v import transform_error
@@ -176,6 +177,26 @@ def _number(value) -> tuple[Decimal, str]:
     return number, _dec(number)
 
 
+_new, _set = object.__new__, object.__setattr__
+_LINE_FIELDS = ("sku", "quantity", "unit_price", "category", "name", "brand", "discount", "amount")
+if tuple(a.name for a in attrs.fields(LineItem)) != _LINE_FIELDS:  # pragma: no cover - a guard for model changes
+    raise RuntimeError("wire._line_item sets every field of LineItem: update it to the model")
+
+
+def _line_item(sku, quantity, unit_price, category, name, brand, discount, amount) -> LineItem:
+    """A LineItem from values the fast path has already converted and checked (attrs' __init__ would redo it)."""
+    item = _new(LineItem)
+    _set(item, "sku", sku)
+    _set(item, "quantity", quantity)
+    _set(item, "unit_price", unit_price)
+    _set(item, "category", category)
+    _set(item, "name", name)
+    _set(item, "brand", brand)
+    _set(item, "discount", discount)
+    _set(item, "amount", amount)
+    return item
+
+
 def _fast_built(data: dict) -> tuple[Event, str] | None:
     """A well-formed event without custom fields, built without cattrs (the till's hot path), with its
     canonical JSON text (the same text :func:`canonical_json` writes for the event, built alongside).
@@ -216,7 +237,7 @@ def _fast_built(data: dict) -> tuple[Event, str] | None:
                 name = _text(name)
                 line += ',"name":' + _quote(name)
             line += f',"quantity":"{q_text}","sku":{_quote(raw["sku"])},"unit_price":"{p_text}"}}'
-            items.append(LineItem(raw["sku"], quantity, price, category, name, brand, off, amount))
+            items.append(_line_item(raw["sku"], quantity, price, category, name, brand, off, amount))
             lines.append(line)
             total += amount
         texts = [None if (v := data.get(name)) is None else _text(v) for name in _EVENT_TEXTS]
