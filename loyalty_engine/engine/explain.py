@@ -34,6 +34,18 @@ def per_balance_totals(outcome) -> dict[str, tuple]:
     return out
 
 
+_AWARDS: dict[int, tuple] = {}  # id(plan) -> (plan, its award actions as (rule plan, action)), in rule order
+
+
+def award_actions(plan) -> tuple:
+    """The award actions of an event plan, ``(rule plan, action)`` in evaluation order (computed once per plan)."""
+    known = _AWARDS.get(id(plan))
+    if known is None or known[0] is not plan:
+        actions = tuple((p, a) for p in plan.rules for a in p.actions if a.kind in ("award_rate", "award_fixed"))
+        known = _AWARDS[id(plan)] = (plan, actions)
+    return known[1]
+
+
 def allocate_awards(outcome, per_balance=None) -> dict[tuple[int, int], Decimal]:
     """Each award's share of its balance's rounded total, keyed by (rule position, action index).
 
@@ -44,13 +56,10 @@ def allocate_awards(outcome, per_balance=None) -> dict[tuple[int, int], Decimal]
     if per_balance is None:
         per_balance = per_balance_totals(outcome)
     awards: dict[str, list] = {b: [] for b in per_balance}
-    for p in outcome.plan.rules:
+    for p, a in award_actions(outcome.plan):
         record = records[p.position]
-        if record is None:
-            continue
-        for a in p.actions:
-            if a.kind in ("award_rate", "award_fixed") and a.balance in awards:
-                awards[a.balance].append((p, a, record[a.index]))
+        if record is not None and a.balance in awards:
+            awards[a.balance].append((p, a, record[a.index]))
     allocated: dict[tuple[int, int], Decimal] = {}
     for b, items in awards.items():
         total, mult, _earn, _bonus, cut = per_balance[b]

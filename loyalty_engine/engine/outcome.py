@@ -128,6 +128,8 @@ def allocate(values: list[Decimal], total: Decimal, quantum: Decimal) -> list[De
     floors = [(v / quantum).to_integral_value(rounding=ROUND_FLOOR) * quantum for v in values]
     diff = total - sum(floors, Decimal(0))
     steps = int((diff / quantum).to_integral_value())
+    if steps == 0:
+        return floors
     order = sorted(range(len(values)), key=lambda i: (-(values[i] - floors[i]), i))
     if steps > 0:
         for n in range(steps):

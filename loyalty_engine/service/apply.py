@@ -12,7 +12,7 @@ import hashlib
 from decimal import Decimal
 
 from ..engine.compiler import balance_quantum
-from ..engine.explain import allocate_awards, tier_upgrade
+from ..engine.explain import allocate_awards, award_actions, tier_upgrade
 from ..engine.outcome import Outcome, allocate
 from ..language import ast
 from ..model import Event
@@ -106,13 +106,12 @@ class Applier:
         shares = allocate_awards(outcome)
         out: dict[str, list] = {}
         records = outcome.raw[1]
-        for plan in outcome.plan.rules:
+        for plan, action in award_actions(outcome.plan):  # only awards have shares
             if records[plan.position] is None:
                 continue
-            for action in plan.actions:
-                share = shares.get((plan.position, action.index))
-                if share:
-                    out.setdefault(action.balance, []).append((plan, action, share))
+            share = shares.get((plan.position, action.index))
+            if share:
+                out.setdefault(action.balance, []).append((plan, action, share))
         for balance, items in out.items():
             total = outcome.total(balance)
             if sum((a for _, _, a in items), ZERO) != total and all(a > 0 for _, _, a in items):
