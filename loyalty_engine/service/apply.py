@@ -61,15 +61,16 @@ class Applier:
             return entries, coupons, None, 0, notes
         records = outcome.raw[1]
         awarded: dict[str, dict[str, Decimal]] = {}  # rule -> balance/"coupons" -> amount, for budgets
-        earnings = []
-        for balance, amounts in self._ledger_amounts(outcome).items():
-            for plan, action, amount in amounts:
-                lines = self.line_weights(action.node, outcome) if event is not None else None
-                rule = plan.rule.name
-                earnings.append((balance, amount, rule, lines))
-                per = awarded.setdefault(rule, {})
-                per[balance] = per.get(balance, ZERO) + amount
-        entries += self.ledger.earn(record, at, source, earnings)
+        with self.ledger.grouped():  # the awards' entries and lots are written in one statement each
+            for balance, amounts in self._ledger_amounts(outcome).items():
+                for plan, action, amount in amounts:
+                    lines = self.line_weights(action.node, outcome) if event is not None else None
+                    rule = plan.rule.name
+                    entries += self.ledger.post(
+                        record, balance, "earn", amount, at, event=source, rule=rule, lines=lines
+                    )
+                    per = awarded.setdefault(rule, {})
+                    per[balance] = per.get(balance, ZERO) + amount
         counter = 0
         messages = 0
         chosen = None

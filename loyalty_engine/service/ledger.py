@@ -14,6 +14,7 @@ from later earnings; with ``points may go negative`` the balance goes below zero
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from decimal import Decimal
 
 from ..program import Program
@@ -32,6 +33,39 @@ class Ledger:
         self.store = store
         self.tz = tz
         self.last_taken: list[tuple[Lot, Decimal]] = []  # the lots the last debit took from, and how much
+        self._pending: list[tuple[LedgerEntry, Lot | None]] | None = None  # credits not written yet (grouped())
+
+    @contextmanager
+    def grouped(self):
+        """Credits posted inside are written together at the end: one INSERT for the entries, one for their lots.
+
+        Balances move at once, as without it; the entries get their ids when written. A debit
+        (which reads the open lots) writes what is pending first. Used for the awards of one event.
+        """
+        if self._pending is not None:  # already grouping
+            yield
+            return
+        self._pending = []
+        try:
+            yield
+            self.flush()
+        finally:
+            self._pending = None
+
+    def flush(self) -> None:
+        """Write the pending credits (inside grouped())."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        self.store.add_entries([entry for entry, _ in pending])
+        lots = []
+        for entry, lot in pending:
+            if lot is not None:
+                lot.id = entry.id
+                lots.append(lot)
+        if lots:
+            self.store.add_lots(lots)
 
     def post(
         self,
@@ -64,44 +98,8 @@ class Ledger:
             record, balance, kind, -amount, at, day, event, rule, lines, reverses, reason, prefer_lot, spend_pending
         )
 
-    def earn(self, record: MemberRecord, at: dt.datetime, event: str, earnings) -> list[LedgerEntry]:
-        """Post what one event earned, ``(balance, amount, rule, lines)`` each, and return the entries.
-
-        When nothing is owed and no balance involved is negative (nearly always), every entry
-        goes into the ledger in one statement and their lots in another; otherwise each goes
-        through :meth:`post` (filling a negative balance, repaying debts).
-        """
-        balances, debts = record.balances, record.debts
-        if any(amount <= 0 or balances.get(b, ZERO) < 0 or debts.get(b) for b, amount, _, _ in earnings):
-            written: list[LedgerEntry] = []
-            for balance, amount, rule, lines in earnings:
-                written += self.post(record, balance, "earn", amount, at, event=event, rule=rule, lines=lines)
-            return written
-        if not earnings:
-            return []
-        day = at.astimezone(self.tz).date()
-        if record.last_activity is None or at > record.last_activity:
-            record.last_activity = at
-        member, version = record.member.id, self.program.version
-        entries = [
-            LedgerEntry(member, balance, "earn", amount, at, day, event, rule, version, lines)
-            for balance, amount, rule, lines in earnings
-        ]
-        self.store.add_entries(entries)
-        lots = []
-        infos = self.program.checked.balances
-        for entry in entries:
-            balance, amount = entry.balance, entry.amount
-            pending = infos[balance].pending_days
-            releases = day + dt.timedelta(days=pending) if pending else None
-            expiry = new_lot_expiry(self.program, record, balance, day)
-            lots.append(Lot(entry.id, member, balance, amount, amount, day, releases, expiry))
-            balances[balance] = balances.get(balance, ZERO) + amount
-        self.store.add_lots(lots)
-        return entries
-
     def _entry(
-        self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, shortfall=None
+        self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, shortfall=None, defer=False
     ) -> LedgerEntry:
         entry = LedgerEntry(
             record.member.id,
@@ -118,19 +116,28 @@ class Ledger:
             reason,
             shortfall=shortfall,
         )
-        self.store.add_entries([entry])
+        if not defer:
+            self.store.add_entries([entry])
         record.balances[balance] = record.balances.get(balance, ZERO) + amount
         return entry
 
     def _credit(self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, expires_on):
         before = record.balances.get(balance, ZERO)
-        entry = self._entry(record, balance, kind, amount, at, day, event, rule, lines, reverses, reason)
+        pending = self._pending
+        entry = self._entry(
+            record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, defer=pending is not None
+        )
         remaining = amount + before if before < 0 else amount  # a negative balance is filled first
+        lot = None
         if remaining > 0:
             info = self.program.checked.balances[balance]
             releases = day + dt.timedelta(days=info.pending_days) if info.pending_days and kind == "earn" else None
             expiry = expires_on if expires_on is not None else new_lot_expiry(self.program, record, balance, day)
-            self.store.add_lots([Lot(entry.id, record.member.id, balance, amount, remaining, day, releases, expiry)])
+            lot = Lot(entry.id, record.member.id, balance, amount, remaining, day, releases, expiry)
+        if pending is not None:
+            pending.append((entry, lot))
+        elif lot is not None:
+            self.store.add_lots([lot])
         written = [entry]
         debt = record.debts.get(balance, ZERO)
         if debt > 0 and kind not in ("reverse", "debt"):
@@ -157,6 +164,8 @@ class Ledger:
     def _debit(
         self, record, balance, kind, amount, at, day, event, rule, lines, reverses, reason, prefer_lot, spend_pending
     ):
+        if self._pending:
+            self.flush()  # the lots it reads, and the entries its moves name, must be written first
         lots = self.spendable(record, balance, day, spend_pending)
         if prefer_lot is not None:
             lots.sort(key=lambda lot: lot.id != prefer_lot)  # its own lot first, then FIFO

@@ -237,7 +237,7 @@ def m006_ledger_no_replace(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m007_no_event_indexes(db: sqlite_utils.Database) -> None:
+def m008_no_event_indexes(db: sqlite_utils.Database) -> None:
     # Every index is one more page written by every commit that inserts into its table. The entries
     # and coupons of an event are found through the member's index instead (refunds and imports know
     # the member; the store looks it up in events otherwise), so these two do not earn their keep.
