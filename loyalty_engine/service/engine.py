@@ -215,7 +215,7 @@ class Engine:
         rows = []
         for e in entries:
             totals[e.balance] = totals.get(e.balance, ZERO) + e.amount
-            row = {"balance": e.balance, "kind": e.kind, "amount": str(e.amount), "rule": e.rule}
+            row = {"balance": e.balance, "kind": e.kind, "amount": e.amount, "rule": e.rule}
             if e.shortfall:
                 row["shortfall"] = str(e.shortfall)
             rows.append(row)

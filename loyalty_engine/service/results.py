@@ -13,7 +13,13 @@ from ..engine.effects import json_number
 
 def _entry_row(row: dict[str, Any]) -> dict[str, Any]:
     """One ledger line with its amount as canonical text, so a stored (JSON) result equals the first one."""
-    return dict(row, amount=str(json_number(Decimal(str(row["amount"])))))
+    amount = row["amount"]
+    return dict(row, amount=str(json_number(amount if type(amount) is Decimal else Decimal(str(amount)))))
+
+
+def _json_amount(text: str):
+    """``json_number(Decimal(text))`` for a canonical amount text: an int when whole, else the text itself."""
+    return int(text) if text.lstrip("-").isdigit() else text
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)  # built once, not per call
@@ -57,7 +63,7 @@ class Result:
             "coupons": list(self.coupons),
             "tier": self.tier,
             "messages": self.messages,
-            "entries": [dict(e, amount=json_number(Decimal(e["amount"]))) for e in self.entries],
+            "entries": [dict(e, amount=_json_amount(e["amount"])) for e in self.entries],
             "notes": list(self.notes),
             "value": self.value,
             "duplicate": self.duplicate,

@@ -66,6 +66,7 @@ _MEMBER_NAMES = [
 _MEMBER_SET = ", ".join(f"{name} = ?" for name in _MEMBER_NAMES[1:])
 SCALE = Decimal(10000)  # activity statistics are stored in 1/10000 units
 _STAT_INDEX = {name: i for i, name in enumerate(ACTIVITY_STATS)}
+_DATE, _DATETIME = dt.date.fromisoformat, dt.datetime.fromisoformat
 SYNCHRONOUS = ("FULL", "NORMAL")
 _MEMBER_COLUMNS = ", ".join(_MEMBER_NAMES)
 _MEMBER_MARKS = ", ".join("?" * len(_MEMBER_NAMES))
@@ -206,7 +207,12 @@ class SQLiteStore:
 
     def _begin(self) -> None:
         try:
-            self._retry_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for the write lock
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                self._retry_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
 
@@ -311,26 +317,29 @@ class SQLiteStore:
     # -------------------------------------------------------------- members
 
     def _member(self, row) -> MemberRecord:
+        day, moment = _DATE, _DATETIME
+        (_, name, joined, birthday, email, phone, attributes, tier, since, review, grace) = row[:11]
+        first, last, active, balances, debts, lifetime, created = row[11:]
         member = Member(
             row[0],
-            row[1],
-            from_date(row[2]),
-            from_date(row[3]),
-            row[7],
-            row[4],
-            row[5],
-            json.loads(row[6]) if row[6] and row[6] != "{}" else {},
+            name,
+            None if joined is None else day(joined),
+            None if birthday is None else day(birthday),
+            tier,
+            email,
+            phone,
+            json.loads(attributes) if attributes and attributes != "{}" else {},
         )
-        balances, debts, lifetime = _dec_map(row[14]), _dec_map(row[15]), _dec_map(row[16])
+        balances, debts, lifetime = _dec_map(balances), _dec_map(debts), _dec_map(lifetime)
         return MemberRecord(
             member,
-            from_datetime(row[17]),
-            from_date(row[8]),
-            from_date(row[9]),
-            from_date(row[10]),
-            from_datetime(row[11]),
-            from_datetime(row[12]),
-            from_datetime(row[13]),
+            None if created is None else moment(created),
+            None if since is None else day(since),
+            None if review is None else day(review),
+            None if grace is None else day(grace),
+            None if first is None else moment(first),
+            None if last is None else moment(last),
+            None if active is None else moment(active),
             balances,
             debts,
             lifetime,
@@ -571,10 +580,10 @@ class SQLiteStore:
         return out
 
     def add_lots(self, lots: Sequence[Lot]) -> None:
-        self.conn.executemany(
-            f"INSERT INTO lots ({self._LOT}, open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)",
-            [
-                (
+        for part in chunks(list(lots), 500):  # one statement per 500 lots
+            params: list = []
+            for lot in part:
+                params += (
                     lot.id,
                     lot.member,
                     lot.balance,
@@ -584,9 +593,8 @@ class SQLiteStore:
                     iso(lot.releases_on),
                     iso(lot.expires_on),
                 )
-                for lot in lots
-            ],
-        )
+            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 1)"] * len(part))
+            self.conn.execute(f"INSERT INTO lots ({self._LOT}, open) VALUES {marks}", params)
 
     def update_lots(self, lots: Sequence[Lot], moves: Sequence[tuple[int, int, Decimal]]) -> None:
         self.conn.executemany(
