@@ -316,3 +316,38 @@ def test_ledger_is_append_only_through_the_store_too(tmp_path):
     assert engine.store.ledger_sums() == {("m1", "points"): Decimal(100)}
     assert engine.store.integrity_check() == "ok"
     engine.close()
+
+
+# ------------------------------------------------------------------ the write path's indexes (m008)
+
+
+def _indexes(conn, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA index_list({table})")}
+
+
+def test_an_existing_database_loses_the_event_indexes_and_keeps_its_lookups(tmp_path, monkeypatch):
+    """m008 drops ledger(event) and coupons(event) from a database made before it; lookups go by member."""
+    from loyalty_engine.store import migrations
+
+    path = tmp_path / "store.db"
+    before = [fn for fn in migrations.MIGRATIONS if fn.__name__ != "m008_no_event_indexes"]
+    monkeypatch.setattr(migrations, "MIGRATIONS", before)
+    engine = engine_with_entries(path)
+    assert "idx_ledger_event" in _indexes(engine.store.conn, "ledger")
+    assert "idx_coupons_event" in _indexes(engine.store.conn, "coupons")
+    engine.close()
+    monkeypatch.undo()
+    store = SQLiteStore(path)
+    assert "m008_no_event_indexes" in {r[0] for r in store.conn.execute("SELECT name FROM _migrations")}
+    assert "idx_ledger_event" not in _indexes(store.conn, "ledger")
+    assert "idx_coupons_event" not in _indexes(store.conn, "coupons")
+    (entry,) = store.entries_for_event("t1")  # the member is looked up in events
+    assert entry.event == "t1" and entry.amount == Decimal(100)
+    assert store.entries_for_event("t1", "m1") == [entry]
+    assert store.entries_for_event("t1", "someone-else") == []
+    assert store.entries_for_event("no-such-event") == []  # neither an event nor a member: a scan, no error
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM ledger WHERE member = ? AND event = ?", ("m1", "t1")
+    ).fetchall()
+    assert any("idx_ledger_member_balance_day" in row[-1] for row in plan)  # by the member's index
+    store.close()
