@@ -10,6 +10,14 @@ from .effects import Effect
 from .outcome import _HEAD, _PER_BALANCE, allocate, fmt, money, span_location
 
 
+def reward_args(node: ast.Reward, values) -> dict:
+    """A plugin reward's arguments by name, as the rule evaluated them (numbers as Decimal)."""
+    return {
+        arg.name: Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        for (arg, _), value in zip(node.args, values)
+    }
+
+
 def source_text(program, node) -> str:
     span = getattr(node, "span", None)
     if span is None or span.line != span.end_line:
@@ -155,10 +163,7 @@ def build_effects(outcome) -> list[Effect]:
             elif a.kind == "set_tier":
                 effects.append(Effect("tier", name, f"tier set to {node.tier.name}", where, tier=node.tier.name))
             elif a.kind == "reward":
-                args = {
-                    arg.name: Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else value
-                    for (arg, _), value in zip(node.args, record[a.index])
-                }
+                args = reward_args(node, record[a.index])
                 shown = ", ".join(f"{k}: {fmt(v)}" for k, v in args.items())
                 effects.append(
                     Effect(

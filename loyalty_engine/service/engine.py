@@ -408,8 +408,26 @@ class Engine:
 
         return run_day(self, as_of, progress)
 
+    def senders(self, config=None, *, console_fallback: bool = False, only=None):
+        """Senders for the program's channels from their settings (``{name: {...}}``); see :func:`.outbox.build_senders`.
+
+        Returns ``(senders, missing)``: the senders built, and why each other channel has none.
+        """
+        from .outbox import build_senders
+
+        channels = self.program.checked.schema.channels
+        if only is not None:
+            wanted = set(only)
+            via = {(config or {}).get(n, {}).get("via") for n in wanted}
+            channels = {n: c for n, c in channels.items() if n in wanted or n in via}
+        senders, missing = build_senders(channels, config, console_fallback)
+        if only is not None:
+            senders = {n: s for n, s in senders.items() if n in wanted}
+            missing = {n: r for n, r in missing.items() if n in wanted}
+        return senders, missing
+
     def deliver(self, channels: Mapping[str, Any], now: dt.datetime | None = None, **options):
-        """Hand queued messages to channels, with retries and backoff (see :mod:`.outbox`)."""
+        """Hand queued messages to senders (``{channel: sender}``), with retries and backoff (see :mod:`.outbox`)."""
         from .outbox import deliver
 
         return deliver(self.store, channels, self.when(now), **options)
