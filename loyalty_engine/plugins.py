@@ -51,6 +51,7 @@ REGISTRATION_HOOKS = {
     "register_scoring_models": ("scoring model", ScoringModel),
     "register_functions": ("function", Function),
 }
+REQUIRED_BEHAVIOUR = {RewardType: "apply", ScoringModel: "score", Function: "impl"}
 KINDS = ("reward type", "channel", "scoring model", "function", "event type")
 
 
@@ -202,6 +203,9 @@ class Plugins:
                 return
             if not isinstance(item, cls):
                 raise TypeError(f"{impl.function.__name__}: register() takes a {cls.__name__}, not {item!r}")
+            needed = REQUIRED_BEHAVIOUR.get(cls)
+            if needed and getattr(item, needed) is None:
+                raise TypeError(f"{cls.__name__} '{item.name}' has no '{needed}' callable")
             staged.append((item.name, attrs.evolve(item, provider=plugin)))
 
         try:
@@ -236,11 +240,9 @@ class Plugins:
             self._schema = schema
         return self._schema.copy()
 
-    def failure_for(self, distribution_or_name: str) -> PluginFailure | None:
-        for failure in self.failures:
-            if distribution_or_name in (failure.name, failure.source) or distribution_or_name in failure.source:
-                return failure
-        return None
+    def failure_for(self, name: str) -> PluginFailure | None:
+        """Why the plugin called ``name`` (its entry-point name) did not load, if it did not."""
+        return next((f for f in self.failures if f.name == name), None)
 
     def call_before_evaluate(self, event, member, engine) -> None:
         for plugin, function in self.before_evaluate:
