@@ -286,3 +286,16 @@ def reset_plugins() -> None:
     global _DEFAULT
     with _LOCK:
         _DEFAULT = None
+
+
+_CORE: Plugins | None = None
+
+
+def core_schema() -> Schema:
+    """The schema of the built-ins alone, whatever is installed (for reproducible checks and tests)."""
+    global _CORE
+    if _CORE is None:
+        with _LOCK:
+            if _CORE is None:
+                _CORE = Plugins(entry_points=False)
+    return _CORE.schema()

@@ -568,9 +568,7 @@ class Checker:
                 "reward type",
                 name,
                 f"unknown reward type '{name}'",
-                did_you_mean(name, usable)
-                or "reward types come from plugins; install the plugin that provides it"
-                + (f" (installed: {', '.join(sorted(usable))})" if usable else ""),
+                did_you_mean(name, usable) or "reward types come from plugins; install the plugin that provides it",
             )
         if spec is None:
             for _, value in reward.args:
