@@ -170,6 +170,9 @@ def member(member_id: str, db: Path, program: Path | None, as_json: bool):
             f"tier: [bold]{t.name}[/bold] since {t.since}, review {t.review}{grace}; "
             f"{t.metric} over {t.window}: {_num(t.value)} ({progress})"
         )
+    for reward, units in view.rewards.items():
+        shown = ", ".join(f"{fmt(v)} {u}".strip() for u, v in units.items())
+        out.print(f"{reward}: {shown}", markup=False)
     if view.coupons:
         out.print("coupons: " + ", ".join(f"{c.code} ({c.status}, until {c.valid_until or '-'})" for c in view.coupons))
     history = Table("when", "balance", "kind", "amount", "rule / reason", "event", title="recent ledger entries")

@@ -13,7 +13,6 @@ from .plugins import LOAD_ENV
 
 KNOWN: dict[tuple[str, str], str] = {
     ("reward type", "cashback"): "loyalty-cashback",
-    ("function", "cashback_balance"): "loyalty-cashback",
     ("channel", "sms_gateway"): "loyalty-sms-gateway",
     ("scoring model", "churn_probability"): "loyalty-churn-logit",
 }
@@ -29,7 +28,7 @@ def missing_plugin(kind: str, name: str, plugins) -> tuple[str, str] | None:
     package = KNOWN.get((kind, name))
     if package is None:
         return None
-    failure = plugins.failure_for(ENTRY_POINTS[package]) if plugins is not None else None
+    failure = plugins.failure_for(package) if plugins is not None else None
     if failure is not None:
         return (
             f"{kind} '{name}' comes from the plugin '{package}', which is installed but failed to load",
@@ -44,5 +43,5 @@ def missing_plugin(kind: str, name: str, plugins) -> tuple[str, str] | None:
         )
     return (
         f"{kind} '{name}' comes from the plugin '{package}', which is installed but not loaded",
-        f"{LOAD_ENV}={os.environ.get(LOAD_ENV, '')!r} leaves it out; add '{ENTRY_POINTS[package]}' to it",
+        f"{LOAD_ENV}={os.environ.get(LOAD_ENV, '')!r} leaves it out; add '{package}' to it",
     )

@@ -8,8 +8,9 @@ registered, each with the plugin that provided it.
 
 Environment variables:
 
-- ``LOYALTY_LOAD_PLUGINS``: comma-separated entry-point names to load (empty:
-  none); unset loads every installed plugin. Built-ins always load.
+- ``LOYALTY_LOAD_PLUGINS``: comma-separated plugins to load, by entry-point or
+  distribution name (empty: none); unset loads every installed plugin.
+  Built-ins always load.
 - ``LOYALTY_TRACE_PLUGINS=1``: print every hook call to standard error.
 
 A plugin that fails to import, names a hook that does not exist, or raises while
@@ -145,19 +146,20 @@ class Plugins:
         wanted = os.environ.get(LOAD_ENV)
         allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
         for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name):
-            if allowed is not None and ep.name not in allowed:
-                continue
             dist = ep.dist.name if ep.dist is not None else None
+            if allowed is not None and ep.name not in allowed and dist not in allowed:
+                continue
             version = ep.dist.version if ep.dist is not None else None
-            source = f"entry point ({dist} {version})" if dist else "entry point"
-            if self.pm.has_plugin(ep.name):
+            source = f"entry point {ep.name} ({dist} {version})" if dist else f"entry point {ep.name}"
+            name = dist or ep.name  # what the user installed, e.g. loyalty-cashback
+            if self.pm.has_plugin(name):
                 continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not stop the others
-                self.failures.append(PluginFailure(ep.name, source, f"{type(exc).__name__}: {exc}"))
+                self.failures.append(PluginFailure(name, source, f"{type(exc).__name__}: {exc}"))
                 continue
-            self._add(plugin, ep.name, source, dist)
+            self._add(plugin, name, source, dist)
 
     def _add(self, plugin: Any, name: str, source: str, distribution: str | None = None) -> None:
         unknown = [
@@ -241,7 +243,7 @@ class Plugins:
         return self._schema.copy()
 
     def failure_for(self, name: str) -> PluginFailure | None:
-        """Why the plugin called ``name`` (its entry-point name) did not load, if it did not."""
+        """Why the plugin called ``name`` (its distribution name) did not load, if it did not."""
         return next((f for f in self.failures if f.name == name), None)
 
     def call_before_evaluate(self, event, member, engine) -> None:

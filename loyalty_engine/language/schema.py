@@ -150,7 +150,7 @@ class RewardType:
     apply: Callable[[Any], Any] | None = field(default=None, eq=False, repr=False)
     reverse: Callable[[Any, Any, Any], Any] | None = field(default=None, eq=False, repr=False)
     describe: Callable[[dict[str, Any]], str] | None = field(default=None, eq=False, repr=False)
-    unit: str | None = None  # what the journalled amount counts: "CNY", "miles" ...
+    unit: str | None = None  # what the journalled amount counts ("miles"); None: money in the program currency
     keyword: str | None = None  # the statement of a built-in effect ("award", "issue coupon" ...)
 
 

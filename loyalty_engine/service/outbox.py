@@ -104,7 +104,8 @@ def build_senders(
     """Senders for the registered ``channels`` (name -> schema Channel) from ``config`` (name -> settings).
 
     A channel's settings may say ``via = "other"`` to be delivered by another
-    channel's sender (``sms`` through a gateway plugin). Returns the senders and,
+    channel's sender (``sms`` through a gateway plugin), built from the other
+    channel's settings overridden by its own. Returns the senders and,
     per channel left without one, the reason. With ``console_fallback`` those
     print to the console instead (a dry run).
     """
@@ -114,9 +115,10 @@ def build_senders(
     senders: dict[str, Channel] = {}
     missing: dict[str, str] = {}
     for name, spec in channels.items():
-        settings = dict(config.get(name, {}))
-        via = settings.pop("via", None)
+        own = dict(config.get(name, {}))
+        via = own.pop("via", None)
         builder = channels.get(via) if via else spec
+        settings = {**config.get(via, {}), **own} if via else own  # the transport's settings, overridden by own
         if via and builder is None:
             missing[name] = f"[channels.{name}] via = '{via}', but no channel '{via}' is installed"
         elif builder.factory is None:
@@ -124,7 +126,7 @@ def build_senders(
         else:
             absent = [key for key in builder.needs if key not in settings]
             if absent:
-                missing[name] = f"[channels.{name}] needs " + ", ".join(absent)
+                missing[name] = f"[channels.{via or name}] needs " + ", ".join(absent)
             else:
                 try:
                     senders[name] = builder.factory(settings)

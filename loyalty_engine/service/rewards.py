@@ -31,7 +31,7 @@ class RewardContext:
 
     Facts: ``member``, ``event`` (None for triggers), ``at``, ``rule``,
     ``location`` ("path:line:col"), ``args`` (the evaluated arguments),
-    ``program``, ``config`` (the reward type's configuration mapping).
+    ``program``, ``reward_type``.
     Actions: :meth:`award_points`, :meth:`issue_coupon`, :meth:`queue_message`,
     :meth:`set_tier`, :meth:`note`; :meth:`balance` reads what the reward
     type has journalled for the member so far (e.g. a wallet).
@@ -47,7 +47,6 @@ class RewardContext:
         "location",
         "args",
         "program",
-        "config",
         "reward_type",
     )
 
@@ -61,7 +60,6 @@ class RewardContext:
         self.location: str | None = None
         self.args: dict[str, Any] = {}
         self.program = applier.program
-        self.config: dict[str, Any] = {}
         self.reward_type: RewardType | None = None
 
     @property
@@ -141,7 +139,7 @@ def journal(ctx: RewardContext, reward: RewardType, granted, lines) -> RewardEnt
         ctx.record.member.id,
         ctx.at,
         amount,
-        reward.unit,
+        reward.unit or ctx.program.currency,
         ctx.source,
         ctx.rule,
         ctx.program.version,
