@@ -125,9 +125,7 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
-        if os.environ.get(TRACE_ENV):
-            self.pm.trace.root.setwriter(sys.stderr.write)
-            self.pm.enable_tracing()
+        self.tracing = bool(os.environ.get(TRACE_ENV))
         for module_name in DEFAULT_PLUGINS:
             self._add(importlib.import_module(module_name), module_name, "built-in")
         if entry_points:
@@ -210,6 +208,7 @@ class Plugins:
                 raise TypeError(f"{cls.__name__} '{item.name}' has no '{needed}' callable")
             staged.append((item.name, attrs.evolve(item, provider=plugin)))
 
+        self.trace(impl.function.__name__, plugin)
         try:
             impl.function(register=register)
         except Exception as exc:
@@ -246,8 +245,14 @@ class Plugins:
         """Why the plugin called ``name`` (its distribution name) did not load, if it did not."""
         return next((f for f in self.failures if f.name == name), None)
 
+    def trace(self, hook: str, plugin: str, detail: str = "") -> None:
+        """With LOYALTY_TRACE_PLUGINS set, one line on standard error per hook call."""
+        if self.tracing:
+            sys.stderr.write(f"loyalty-plugins: {hook} -> {plugin}{' ' + detail if detail else ''}\n")
+
     def call_before_evaluate(self, event, member, engine) -> None:
         for plugin, function in self.before_evaluate:
+            self.trace("before_evaluate", plugin, f"event {event.id}")
             try:
                 function(event=event, member=member, engine=engine)
             except Exception as exc:
@@ -259,6 +264,7 @@ class Plugins:
     def call_after_commit(self, event, result, engine) -> list[str]:
         errors = []
         for plugin, function in self.after_commit:
+            self.trace("after_commit", plugin, f"event {event.id}")
             try:
                 function(event=event, result=result, engine=engine)
             except Exception as exc:  # the event is committed: report, and let the other plugins run
