@@ -10,7 +10,6 @@ import hmac
 import json
 import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -97,59 +96,27 @@ def test_email_without_an_address_is_permanent_and_an_unreachable_host_is_retrie
         EmailSender(host="127.0.0.1", port=1, timeout=1).send(MESSAGE)  # nothing listens on port 1
 
 
-class Receiver:
-    def __init__(self, status=200):
-        self.requests = []
-        self.status = status
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
-def test_webhook_posts_json_signed_with_hmac(receiver):
-    WebhookSender(receiver.url, secret="s3cret", timeout=5).send(MESSAGE)
-    ((headers, body),) = receiver.requests
+def test_webhook_posts_json_signed_with_hmac(http_recorder):
+    WebhookSender(http_recorder.url, secret="s3cret", timeout=5).send(MESSAGE)
+    ((headers, body),) = http_recorder.requests
     assert json.loads(body)["body"] == "谢谢惠顾, 王芳!" and headers["Idempotency-Key"] == "t-1:1"
     expected = hmac.new(b"s3cret", headers["X-Loyalty-Timestamp"].encode() + b"." + body, hashlib.sha256)
     assert headers["X-Loyalty-Signature"] == "sha256=" + expected.hexdigest()
     assert sign("s3cret", headers["X-Loyalty-Timestamp"], body) == headers["X-Loyalty-Signature"]
 
 
-def test_webhook_status_decides_retry_or_dead_letter(receiver):
+def test_webhook_status_decides_retry_or_dead_letter(http_recorder):
     engine = engine_for('rule "Hook" on purchase { send webhook "bought {net_amount}" }\n')
     engine.process(purchase("t-1", "m-1", ("LATTE", "coffee", 1, "30.00")))
-    senders, missing = engine.senders({"webhook": {"url": receiver.url, "secret": "k"}}, only=["webhook"])
+    senders, missing = engine.senders({"webhook": {"url": http_recorder.url, "secret": "k"}}, only=["webhook"])
     assert missing == {}
-    receiver.status = 503
+    http_recorder.status = 503
     report = engine.deliver(senders, now=NOW)
     assert report.retried == 1 and "503" in report.errors[0]
-    receiver.status = 410
+    http_recorder.status = 410
     report = engine.deliver(senders, now=NOW + dt.timedelta(hours=1))
     assert report.dead == 1 and "410" in report.errors[0]
-    assert len(receiver.requests) == 2
+    assert len(http_recorder.requests) == 2
 
 
 def test_console_prints_one_line_per_message(capsys):
