@@ -213,3 +213,4 @@ if __name__ == "__main__":  # pragma: no cover - python -m loyalty_engine.cli: u
     from loyalty_engine.cli import main as registered
 
     registered()
+from . import cli_simulate  # noqa: E402, F401 - registers generate-history and simulate on `main`

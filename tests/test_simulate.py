@@ -237,3 +237,111 @@ def test_memory_store_forgets_purchases_once_refunded(tmp_path, busy):
     replay.finish()
     assert replay.store.keep == {}  # every refunded purchase was let go
     assert len(replay.store.events) == 0 and not replay.store.entries
+
+
+# ------------------------------------------------------------------ the commands
+
+
+def _cli(args):
+    from click.testing import CliRunner
+
+    from loyalty_engine import cli
+
+    return CliRunner().invoke(cli.main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory, busy):
+    folder = tmp_path_factory.mktemp("sample")
+    program = folder / "busy.loy"
+    program.write_text(BUSY, encoding="utf-8")
+    generous = folder / "generous.loy"
+    generous.write_text(BUSY.replace("award 1 point per 1 CNY of net_amount", "award 2 points per 1 CNY of net_amount"))
+    result = _cli(
+        ["generate-history", "--members", 60, "--months", 3, "--seed", 2, "--program", program, "--out", folder]
+    )
+    assert result.exit_code == 0, result.output
+    assert "60 members" in result.output and "purchase" in result.output
+    return folder
+
+
+def test_simulate_command_json(sample):
+    result = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--members",
+                   sample / "members.jsonl", "--json", "--point-value", "0.02"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{") :])
+    points = data["points"]
+    assert Decimal(points["liability"]) == (Decimal(points["outstanding"]) * Decimal("0.02")).quantize(Decimal("0.01"))
+    assert data["members"]["count"] == 60 and "member_outcomes" not in data
+    assert [m["month"] for m in data["monthly"]] == ["2026-01", "2026-02", "2026-03"]
+
+
+def test_simulate_command_against_shows_the_differences(sample):
+    result = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--against",
+                   sample / "generous.loy", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{") :])
+    issued = next(r for r in data["comparison"]["figures"] if r["figure"] == "points issued")
+    assert Decimal(issued["difference"]) > 0 and Decimal(issued["b"]) > Decimal(issued["a"])
+    base = next(r for r in data["comparison"]["rules"] if r["rule"] == "Base earn")
+    assert Decimal(base["points_b"]) > Decimal(base["points_a"]) and base["hits_a"] == base["hits_b"]
+    assert data["comparison"]["members_changed"] > 0 and data["comparison"]["members"]
+    table = _cli(
+        ["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--against", sample / "generous.loy"]
+    )
+    assert table.exit_code == 0 and "B - A" in table.output and "members whose outcome changed most" in table.output
+
+
+def test_simulate_html_is_self_contained_with_charts(sample, tmp_path):
+    report = tmp_path / "report.html"
+    result = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--against",
+                   sample / "generous.loy", "--html", report])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = report.read_text(encoding="utf-8")
+    import re
+
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", text, re.I)
+    assert "Plotly.newPlot" in text and text.count("Plotly.newPlot") >= 4
+    for chart in ("chart-points-per-month", "chart-liability", "chart-rules"):
+        assert f'id="{chart}"' in text
+    assert "Members per tier over time" in text and '<meta charset="utf-8">' in text
+
+
+def test_simulate_reads_csv_and_reports_bad_lines(tmp_path, busy):
+    program = tmp_path / "busy.loy"
+    program.write_text(BUSY, encoding="utf-8")
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "id,type,member,at,channel,store,sku,category,quantity,unit_price,original,points\n"
+        "t-1,purchase,王芳,2026-05-02T10:00:00+08:00,store,S1,LATTE,coffee,2,30.00,,\n"
+        "t-1,purchase,王芳,2026-05-02T10:00:00+08:00,store,S1,CROISSANT,food,1,18.00,,\n"
+        "t-2,purchase,m-2,2026-05-02T11:00:00,store,S1,LATTE,coffee,1,30.00,,\n"
+        "r-1,refund,王芳,2026-05-03T10:00:00+08:00,,,LATTE,,1,,t-1,\n"
+        "x-1,redeem,王芳,2026-05-04T10:00:00+08:00,,,,,,,,10\n",
+        encoding="utf-8",
+    )
+    result = _cli(["simulate", program, "--events", events, "--json"])
+    assert result.exit_code == 2, result.output  # a bad line: reported, skipped, exit 2
+    assert "events.csv:4:" in result.output and "at" in result.output
+    data = json.loads(result.output[result.output.index("{") :])
+    # 2 x 30 coffee + 18 food: base 78 + coffee 60 = 138; the refund takes back one latte (30 + 30)
+    assert data["points"]["issued"] == "138" and data["points"]["reversed"] == "60"
+    assert data["points"]["redeemed"] == "10" and data["balances"]["stamps"]["earn"] == "1"
+    assert data["top_members"][0]["member"] == "王芳"
+
+
+def test_simulate_command_refuses_bad_options(sample):
+    bad = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--point-value", "abc"])
+    assert bad.exit_code == 2 and "--point-value" in bad.output
+    dates = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--from", "2026-03-01",
+                  "--to", "2026-02-01"])  # fmt: skip
+    assert dates.exit_code == 2 and "before --from" in dates.output
+
+
+def test_simulate_from_to_limits_the_period(sample):
+    result = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--from", "2026-02-01",
+                   "--to", "2026-02-28", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{") :])
+    assert data["period"] == {"from": "2026-02-01", "to": "2026-02-28", "days": 28}
+    assert [m["month"] for m in data["monthly"]] == ["2026-02"] and data["events"]["outside_period"] > 0

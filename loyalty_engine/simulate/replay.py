@@ -23,17 +23,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..engine import runtime
 from ..errors import InputError, LoyaltyError
 from ..language import ast
 from ..language.checker import flatten_and
 from ..program import Program
 from ..service.engine import Engine
+from ..service.history import program_needs
 from ..service.replay import dispatch
 from ..wire import _datetime, canonical_json
 from .report import Tally
 from .state import MemoryStore
 
-MAX_ERRORS_SHOWN = 50
+CAP_DAYS = {"day": 1, "week": 7, "month": 31, "year": 366}
+ZERO = Decimal(0)
 
 
 class SimEngine(Engine):
@@ -184,34 +187,56 @@ def _number_literal(node) -> Decimal | None:
     return None
 
 
-def trigger_guard(program: Program) -> Callable | None:
+COMPARE = {
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+}
+
+
+def _checks(trigger) -> list[tuple]:
+    """The necessary conditions of one trigger the guard can test cheaply."""
+    checks: list[tuple] = []
+    for conjunct in flatten_and(trigger.condition) if trigger.condition is not None else ():
+        if isinstance(conjunct, ast.Binary) and conjunct.op in COMPARE:
+            left, right = conjunct.left, _number_literal(conjunct.right)
+            if right is None:
+                continue
+            if (what := _days_since_path(left)) and conjunct.op in (">=", ">"):
+                checks.append(("since", what, right + (1 if conjunct.op == ">" else 0), None))
+            elif isinstance(left, ast.Stat) and left.window.kind == "lifetime":
+                checks.append(("lifetime", left.name.name, COMPARE[conjunct.op], right))
+        elif isinstance(conjunct, ast.Call) and conjunct.name.name == "between" and len(conjunct.args) == 3:
+            what = _days_since_path(conjunct.args[0])
+            low, high = _number_literal(conjunct.args[1]), _number_literal(conjunct.args[2])
+            if what and low is not None and high is not None:
+                checks.append(("since", what, low, high))
+    for limit in trigger.limits:
+        checks.append(("limit", "trigger:" + trigger.name, limit, None))
+    return checks
+
+
+class _Fired:
+    __slots__ = ("history",)
+
+    def __init__(self, history):
+        self.history = history
+
+
+def trigger_guard(program: Program, store) -> Callable | None:
     """A quick necessary condition for "some trigger could fire for this member today", or None.
 
-    Read from each trigger's top-level conditions of the form ``days_since(member.X) >= N``
-    (or ``>``) and ``between(days_since(member.X), A, B)``: a member outside every trigger's
-    range cannot fire any trigger today, so the daily run need not evaluate them. A trigger
-    without such a condition makes every member a candidate (None).
+    Read from each trigger's top-level conditions: ``days_since(member.X) >= N`` (or ``>``),
+    ``between(days_since(member.X), A, B)``, ``STAT over lifetime < N`` (any comparison with a
+    number) and its ``limit``s (a trigger that fired within its limit cannot fire again). A
+    member for whom every trigger fails one of these cannot fire any trigger today, so the
+    daily run need not evaluate them. None when some trigger has no such condition.
     """
     tz = zoneinfo.ZoneInfo(program.timezone)
-    guards = []
-    for trigger in program.checked.triggers:
-        found = None
-        for conjunct in flatten_and(trigger.condition) if trigger.condition is not None else ():
-            if isinstance(conjunct, ast.Binary) and conjunct.op in (">=", ">"):
-                what, low = _days_since_path(conjunct.left), _number_literal(conjunct.right)
-                if what and low is not None:
-                    found = (what, low + (1 if conjunct.op == ">" else 0), None)
-                    break
-            if isinstance(conjunct, ast.Call) and conjunct.name.name == "between" and len(conjunct.args) == 3:
-                what = _days_since_path(conjunct.args[0])
-                low, high = _number_literal(conjunct.args[1]), _number_literal(conjunct.args[2])
-                if what and low is not None and high is not None:
-                    found = (what, low, high)
-                    break
-        if found is None:
-            return None
-        guards.append(found)
-    if not guards:
+    guards = [_checks(t) for t in program.checked.triggers]
+    if not guards or not all(guards):
         return None
 
     def since(record, what: str, day: dt.date) -> int | None:
@@ -221,12 +246,23 @@ def trigger_guard(program: Program) -> Callable | None:
         value = record.last_purchase if what == "last_purchase" else record.first_purchase
         return None if value is None else (day - value.astimezone(tz).date()).days
 
+    def possible(record, checks, day: dt.date) -> bool:
+        for kind, a, b, c in checks:
+            if kind == "since":
+                days = since(record, a, day)  # a missing date makes the comparison false, as in rules
+                if days is None or days < b or (c is not None and days > c):
+                    return False
+            elif kind == "lifetime":
+                if not b(record.lifetime.get(a, ZERO), c):  # a statistic never recorded reads 0, as in rules
+                    return False
+            else:
+                fired = store.firings(record.member.id, (a,))
+                if fired and not runtime.limit_ok(_Fired(fired), a, day, tz, b.times, b.period, b.days):
+                    return False
+        return True
+
     def candidate(record, day: dt.date) -> bool:
-        for what, low, high in guards:
-            days = since(record, what, day)
-            if days is None or (days >= low and (high is None or days <= high)):
-                return True
-        return False
+        return any(possible(record, checks, day) for checks in guards)
 
     return candidate
 
@@ -241,8 +277,10 @@ class Replay:
         self.program = program
         self.tz = zoneinfo.ZoneInfo(program.timezone)
         self.tally = Tally(program, point_value)
-        self.store = MemoryStore(keep, self.tally)
-        self.store.candidates = trigger_guard(program)
+        periods = {period for _, period in program_needs(program).caps}
+        cap_days = max((CAP_DAYS[p] for p in periods), default=0)
+        self.store = MemoryStore(keep, self.tally, cap_days)
+        self.store.candidates = trigger_guard(program, self.store)
         self.engine = SimEngine(program, self.store)
         self.day: dt.date | None = None  # the local day being replayed; the days before it are run
 
@@ -285,7 +323,11 @@ class Replay:
             at = data.get("at")
             if not at:
                 raise InputError([("at", "is required")], str(data.get("type")))
-            day = self.local_day(_datetime(at) if isinstance(at, str) else at)
+            try:
+                when = _datetime(at) if isinstance(at, str) else at
+            except (ValueError, TypeError, LoyaltyError) as exc:
+                raise InputError([("at", str(exc))], str(data.get("type"))) from None
+            day = self.local_day(when)
             self.run_until(day)
             result = dispatch(self.engine, data)
         except LoyaltyError as exc:

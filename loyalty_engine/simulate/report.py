@@ -105,8 +105,9 @@ class Tally:
         self.errors += 1
         if code:
             self.refused[code] += 1
-        if len(self.error_lines) < MAX_ERRORS:
-            self.error_lines.append({"file": source, "line": number, "error": problem})
+        shown = self.refused[code] <= 5 if code else self.errors - sum(self.refused.values()) <= MAX_ERRORS
+        if shown:  # every bad line up to MAX_ERRORS, the first few refusals of each kind
+            self.error_lines.append({"file": source, "line": number, "error": problem, "code": code})
 
     def result(self, data: dict, result) -> None:
         self.types[data.get("type", "?")] += 1

@@ -133,9 +133,10 @@ class NullTally:
 class MemoryStore:
     """A Store kept in dicts, for replays: see the module documentation for what it keeps."""
 
-    def __init__(self, keep: dict[str, int] | None = None, tally=None):
+    def __init__(self, keep: dict[str, int] | None = None, tally=None, cap_days: int = 366):
         self.keep = keep  # purchase id -> refunds still to come for it; None: keep every event
         self.tally = tally or NullTally()
+        self.cap_days = cap_days  # the longest period of a cap (points earned per day are kept that long)
         self.members: dict[str, MemberRecord] = {}
         self._ids: list[str] | None = None
         self.seq = 0
@@ -145,7 +146,8 @@ class MemoryStore:
         self.reversed: dict[int, Decimal] = {}
         self.kept_entries: set[int] = set()
         self.lots: dict[str, dict[str, list[Lot]]] = {}
-        self.expiry_heap: list[tuple[dt.date, int, Lot]] = []
+        self.expiry_heap: list[tuple[dt.date, int]] = []
+        self.expiring: dict[int, Lot] = {}  # open lots with an expiry day, by id
         self.expired: dict[int, Decimal] = {}
         self._expire_ids: set[int] = set()
         self.activity: dict[str, _Activity] = {}
@@ -318,14 +320,21 @@ class MemoryStore:
                 self.kept_entries.add(e.id)
             if e.kind in ("earn", "reverse") and self._track_earned:
                 days = self.earned.setdefault((e.member, e.balance), {})
+                if days and e.day not in days and e.day < next(reversed(days)):  # keep the days in order
+                    days[e.day] = ZERO
+                    ordered = dict(sorted(days.items()))
+                    days.clear()
+                    days.update(ordered)
                 days[e.day] = days.get(e.day, ZERO) + e.amount
-                if len(days) > 400:
-                    cut = e.day - dt.timedelta(days=370)
+                if len(days) > self.cap_days + 8:  # older days are outside every cap's period
+                    cut = e.day - dt.timedelta(days=self.cap_days)
                     for d in [d for d in days if d < cut]:
                         del days[d]
         return ids
 
-    _track_earned = True
+    @property
+    def _track_earned(self) -> bool:
+        return self.cap_days > 0
 
     def entries_for_event(self, event_id: str) -> list[LedgerEntry]:
         return list(self.entries.get(event_id, ()))
@@ -377,7 +386,8 @@ class MemoryStore:
     def _open(self, per: list[Lot], lot: Lot) -> None:
         per.append(lot)
         if lot.expires_on is not None:
-            heapq.heappush(self.expiry_heap, (lot.expires_on, lot.id, lot))
+            heapq.heappush(self.expiry_heap, (lot.expires_on, lot.id))
+            self.expiring[lot.id] = lot
 
     def update_lots(self, lots: Sequence[Lot], moves: Sequence[tuple[int, int, Decimal]]) -> None:
         for entry_id, lot_id, amount in moves:
@@ -386,6 +396,7 @@ class MemoryStore:
         self._expire_ids.clear()
         for lot in lots:
             if lot.remaining <= 0:
+                self.expiring.pop(lot.id, None)
                 per = self.lots[lot.member][lot.balance]
                 for i, other in enumerate(per):
                     if other is lot:
@@ -396,8 +407,9 @@ class MemoryStore:
         out = []
         heap = self.expiry_heap
         while heap and heap[0][0] <= day and len(out) < limit:
-            _, _, lot = heapq.heappop(heap)
-            if lot.remaining > 0:
+            _, lot_id = heapq.heappop(heap)
+            lot = self.expiring.pop(lot_id, None)
+            if lot is not None and lot.remaining > 0:
                 out.append(lot)
         return out
 
@@ -409,9 +421,10 @@ class MemoryStore:
         if not days:
             return ZERO
         total = ZERO
-        for d in reversed(days):
-            if d >= day:
-                total += days[d]
+        for d in reversed(days):  # days come in order (a parked refund's day may come late: it is rare)
+            if d < day:
+                break
+            total += days[d]
         return total
 
     # -------------------------------------------------------------- statistics, history, budgets
