@@ -135,7 +135,6 @@ def simulate(program, events, members, against, start, end, point_value, as_json
     if against is not None:
         other = _run(_load(against), events, members, first, last, value, show)
         comparison = compare(figures, other)
-    invalid = _report_lines(figures, events, members)
     if html_path is not None:
         from .simulate.html import render
 
@@ -149,6 +148,7 @@ def simulate(program, events, members, against, start, end, point_value, as_json
         _print(figures, other, comparison)
         if html_path is not None:
             out.print(f"report: {html_path}", markup=False)
+    invalid = _report_lines(figures, events, members)  # after the figures: the skipped lines close the report
     if invalid:
         sys.exit(EXIT_INPUT)
 
@@ -216,7 +216,7 @@ def _print(f: dict, other: dict | None, c: dict | None) -> None:
     table.add_row("redeemed", _num(p["redeemed"]))
     table.add_row("expired", _num(p["expired"]))
     table.add_row("outstanding", _num(p["outstanding"]))
-    table.add_row(f"liability at {p['point_value']} a point", f"{p['liability']} {p['currency']}")
+    table.add_row(f"liability at {p['point_value']} a point", f"{_num(p['liability'])} {p['currency']}")
     out.print(table)
     rules = Table("rule", "hits", "points", "reversed", title="per rule", title_justify="left")
     for r in f["rules"]:

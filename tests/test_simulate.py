@@ -269,7 +269,7 @@ def test_simulate_command_json(sample):
     result = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--members",
                    sample / "members.jsonl", "--json", "--point-value", "0.02"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output[result.output.index("{") :])
+    data = json.loads(result.stdout)
     points = data["points"]
     assert Decimal(points["liability"]) == (Decimal(points["outstanding"]) * Decimal("0.02")).quantize(Decimal("0.01"))
     assert data["members"]["count"] == 60 and "member_outcomes" not in data
@@ -280,7 +280,7 @@ def test_simulate_command_against_shows_the_differences(sample):
     result = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--against",
                    sample / "generous.loy", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output[result.output.index("{") :])
+    data = json.loads(result.stdout)
     issued = next(r for r in data["comparison"]["figures"] if r["figure"] == "points issued")
     assert Decimal(issued["difference"]) > 0 and Decimal(issued["b"]) > Decimal(issued["a"])
     base = next(r for r in data["comparison"]["rules"] if r["rule"] == "Base earn")
@@ -323,7 +323,7 @@ def test_simulate_reads_csv_and_reports_bad_lines(tmp_path, busy):
     result = _cli(["simulate", program, "--events", events, "--json"])
     assert result.exit_code == 2, result.output  # a bad line: reported, skipped, exit 2
     assert "events.csv:4:" in result.output and "at" in result.output
-    data = json.loads(result.output[result.output.index("{") :])
+    data = json.loads(result.stdout)
     # 2 x 30 coffee + 18 food: base 78 + coffee 60 = 138; the refund takes back one latte (30 + 30)
     assert data["points"]["issued"] == "138" and data["points"]["reversed"] == "60"
     assert data["points"]["redeemed"] == "10" and data["balances"]["stamps"]["earn"] == "1"
@@ -342,6 +342,6 @@ def test_simulate_from_to_limits_the_period(sample):
     result = _cli(["simulate", sample / "busy.loy", "--events", sample / "events.jsonl", "--from", "2026-02-01",
                    "--to", "2026-02-28", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output[result.output.index("{") :])
+    data = json.loads(result.stdout)
     assert data["period"] == {"from": "2026-02-01", "to": "2026-02-28", "days": 28}
     assert [m["month"] for m in data["monthly"]] == ["2026-02"] and data["events"]["outside_period"] > 0

@@ -235,7 +235,7 @@ class Generator:
                         heapq.heappush(pending, (refund["at"], seq, refund))
                 if p.earned >= 600 and self.rng.random() < 0.08:
                     todays.append(self._redeem(p, purchase))
-                if self.templates and self.rng.random() < 0.06:  # tries a coupon it may or may not have
+                if self.templates and self.rng.random() < 0.03:  # tries a coupon it may or may not have
                     todays.append(self._use_coupon(p, purchase))
             until = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), self.tz)
             while pending and pending[0][0] < until:
