@@ -60,6 +60,10 @@ trigger "Win back" daily when days_since(member.last_purchase) >= 20 {
   issue coupon TEA
   limit once per 30 days
 }
+trigger "Weekend nudge" daily when days_since(member.last_purchase) >= 10 and weekday(today) >= saturday {
+  send sms "周末愉快 {member.name}"
+  limit once per 14 days
+}
 trigger "Welcome" daily when between(days_since(member.joined), 3, 30) and purchases over lifetime < 1 {
   send sms "Welcome {member.name}"
   limit once per member
@@ -345,3 +349,23 @@ def test_simulate_from_to_limits_the_period(sample):
     data = json.loads(result.stdout)
     assert data["period"] == {"from": "2026-02-01", "to": "2026-02-28", "days": 28}
     assert [m["month"] for m in data["monthly"]] == ["2026-02"] and data["events"]["outside_period"] > 0
+
+
+@pytest.mark.parametrize("which", ["coffee", "busy"])
+def test_daily_run_skips_only_members_who_cannot_fire(tmp_path, which, busy):
+    """The trigger guard (wake-up days) changes nothing: the same firings as evaluating every member every day."""
+    program = load_program(COFFEE) if which == "coffee" else busy
+    members, events = _history(tmp_path, program, members=80, months=4, seed=5)
+    runs = []
+    for guarded in (True, False):
+        replay = Replay(program)
+        if not guarded:
+            replay.store.wake = None
+        tz = replay.tz
+        replay.add_members(read_history(members), dt.datetime(2026, 1, 1, tzinfo=tz))
+        for number, data, _ in read_history(events):
+            replay.feed(number, data)
+        figures = replay.finish()
+        runs.append((replay.store.firings_, figures["balances"], figures["coupons"]))
+    assert runs[0] == runs[1]  # every firing of every member at the same moment
+    assert sum(figures["triggers"].values()) > 0

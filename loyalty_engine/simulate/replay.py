@@ -226,45 +226,71 @@ class _Fired:
 
 
 def trigger_guard(program: Program, store) -> Callable | None:
-    """A quick necessary condition for "some trigger could fire for this member today", or None.
+    """When a member could next fire a trigger: ``wake(record, day)``, or None when no guard applies.
 
     Read from each trigger's top-level conditions: ``days_since(member.X) >= N`` (or ``>``),
     ``between(days_since(member.X), A, B)``, ``STAT over lifetime < N`` (any comparison with a
-    number) and its ``limit``s (a trigger that fired within its limit cannot fire again). A
-    member for whom every trigger fails one of these cannot fire any trigger today, so the
-    daily run need not evaluate them. None when some trigger has no such condition.
+    number) and its ``limit``s. ``wake(record, day)`` is the first day from ``day`` on which
+    every one of some trigger's conditions holds while the member's state stays as it is (None:
+    no such day). Those are necessary conditions, so a member whose day has not come cannot
+    fire any trigger and the daily run need not evaluate them; the store asks again whenever
+    the member changes. None when some trigger has no such condition.
     """
     tz = zoneinfo.ZoneInfo(program.timezone)
     guards = [_checks(t) for t in program.checked.triggers]
     if not guards or not all(guards):
         return None
+    one = dt.timedelta(days=1)
 
-    def since(record, what: str, day: dt.date) -> int | None:
+    def base(record, what: str) -> dt.date | None:
         if what == "joined":
-            value = record.member.joined
-            return None if value is None else (day - value).days
+            return record.member.joined
         value = record.last_purchase if what == "last_purchase" else record.first_purchase
-        return None if value is None else (day - value.astimezone(tz).date()).days
+        return None if value is None else value.astimezone(tz).date()
 
-    def possible(record, checks, day: dt.date) -> bool:
+    def reopens(fired, limit, day: dt.date) -> dt.date | None:
+        """The first day after ``day`` the limit may allow another firing (None: never)."""
+        if limit.period == "member":
+            return None
+        if limit.period == "rolling":
+            dates = sorted((when.astimezone(tz).date() for when in fired), reverse=True)
+            return max(day + one, dates[limit.times - 1] + dt.timedelta(days=limit.days))
+        return day + one  # a calendar period: ask again tomorrow
+
+    def earliest(record, checks, day: dt.date) -> dt.date | None:
+        low, high = day, None
+        limits = []
         for kind, a, b, c in checks:
             if kind == "since":
-                days = since(record, a, day)  # a missing date makes the comparison false, as in rules
-                if days is None or days < b or (c is not None and days > c):
-                    return False
+                start = base(record, a)  # a missing date makes the comparison false, as in rules
+                if start is None:
+                    return None
+                low = max(low, start + dt.timedelta(days=int(b)))
+                if c is not None:
+                    end = start + dt.timedelta(days=int(c))
+                    high = end if high is None else min(high, end)
             elif kind == "lifetime":
                 if not b(record.lifetime.get(a, ZERO), c):  # a statistic never recorded reads 0, as in rules
-                    return False
+                    return None
             else:
-                fired = store.firings(record.member.id, (a,))
-                if fired and not runtime.limit_ok(_Fired(fired), a, day, tz, b.times, b.period, b.days):
-                    return False
-        return True
+                limits.append((a, b))
+        for key, limit in limits:
+            fired = store.firings(record.member.id, (key,)).get(key)
+            if fired and not runtime.limit_ok(
+                _Fired({key: fired}), key, low, tz, limit.times, limit.period, limit.days
+            ):
+                low = reopens(fired, limit, low)
+                if low is None:
+                    return None
+        if high is not None and low > high:
+            return None
+        return low
 
-    def candidate(record, day: dt.date) -> bool:
-        return any(possible(record, checks, day) for checks in guards)
+    def wake(record, day: dt.date) -> dt.date | None:
+        days = [d for checks in guards if (d := earliest(record, checks, day)) is not None]
+        return min(days) if days else None
 
-    return candidate
+    return wake
 
 
 # ------------------------------------------------------------------ the replay
@@ -280,7 +306,7 @@ class Replay:
         periods = {period for _, period in program_needs(program).caps}
         cap_days = max((CAP_DAYS[p] for p in periods), default=0)
         self.store = MemoryStore(keep, self.tally, cap_days)
-        self.store.candidates = trigger_guard(program, self.store)
+        self.store.wake = trigger_guard(program, self.store)
         self.engine = SimEngine(program, self.store)
         self.day: dt.date | None = None  # the local day being replayed; the days before it are run
 

@@ -165,7 +165,9 @@ class MemoryStore:
         self.schedule: dict[dt.date, tuple[str | None, bool]] = {}
         self.review_floor: dt.date | None = None  # no member has a review or grace end before this day
         self.activity_floor: dt.datetime | None = None  # no member with a balance was active before this
-        self.candidates = None  # (record, day) -> bool: whether a trigger could fire (see replay.trigger_guard)
+        self.wake = None  # (record, day) -> the first day a trigger could fire (see replay.trigger_guard)
+        self.wake_days: dict[dt.date, set[str]] = {}  # day -> members to look at again that day
+        self.changed: set[str] = set()  # members saved since the last daily run
         self.today: dt.date | None = None
 
     # -------------------------------------------------------------- transactions, programs
@@ -232,6 +234,8 @@ class MemoryStore:
             record.stored = True
             self.members[record.member.id] = record
             self._ids = None
+        if self.wake is not None:
+            self.changed.add(record.member.id)
         for day in (record.tier_review, record.grace_until):
             if day is not None and (self.review_floor is None or day < self.review_floor):
                 self.review_floor = day
@@ -256,12 +260,31 @@ class MemoryStore:
         return ids[i : i + limit]
 
     def iter_members(self, after: str | None, limit: int) -> list[MemberRecord]:
-        ids = self.sorted_ids()
-        if self.candidates is not None and self.today is not None:
+        if self.wake is None or self.today is None:
+            ids = self.sorted_ids()
+        else:
             if after is None:
-                self._due = [i for i in ids if self.candidates(self.members[i], self.today)]
+                self._due = self._due_today(self.today)
             ids = self._due
         return [self.members[i] for i in self._page(ids, after, limit)]
+
+    def _due_today(self, today: dt.date) -> list[str]:
+        """The members a trigger could fire for today; the others are woken on their day (or when they change)."""
+        look = self.changed
+        self.changed = set()
+        for day in [d for d in self.wake_days if d <= today]:
+            look |= self.wake_days.pop(day)
+        due = []
+        tomorrow = today + dt.timedelta(days=1)
+        for member_id in look:
+            day = self.wake(self.members[member_id], today)
+            if day == today:
+                due.append(member_id)
+                day = tomorrow  # a candidate that does not fire is asked again tomorrow
+            if day is not None:
+                self.wake_days.setdefault(day, set()).add(member_id)
+        due.sort()
+        return due
 
     def members_inactive_since(self, cutoff: dt.datetime, after: str | None, limit: int) -> list[str]:
         if self.activity_floor is not None and cutoff <= self.activity_floor:
