@@ -193,7 +193,11 @@ def schema(as_json: bool) -> None:
         "functions": {name: fn.doc for name, fn in s.functions.items()},
         "channels": {name: c.doc for name, c in s.channels.items()},
         "scores": {name: f"{sc.type}: {sc.doc}" for name, sc in s.scores.items()},
-        "reward_types": {name: r.doc for name, r in s.reward_types.items()},
+        "reward_types": {
+            f"{name}({', '.join(f'{a}: {t}' for a, t in r.params.items())})": f"{r.doc} [{r.provider}]"
+            for name, r in s.reward_types.items()
+            if not r.keyword
+        },
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -207,7 +211,7 @@ def schema(as_json: bool) -> None:
             out.print(f"  {key}: {shown}", markup=False)
 
 
-from . import cli_state  # noqa: E402, F401 - registers the database commands on `main`
+from . import cli_plugins, cli_state  # noqa: E402, F401 - register their commands on `main`
 
 if __name__ == "__main__":  # pragma: no cover - python -m loyalty_engine.cli: use the module the commands live on
     from loyalty_engine.cli import main as registered

@@ -231,6 +231,12 @@ def _print(f: dict, other: dict | None, c: dict | None) -> None:
         for t, c in f["coupons"].items()
     )
     out.print(f"coupons: {coupons or 'none'}", markup=False)
+    if f["rewards"]:
+        rewards = "; ".join(
+            f"{k} {_num(r['granted'])} granted to {r['count']:,} events, {_num(r['reversed'])} taken back by refunds"
+            for k, r in f["rewards"].items()
+        )
+        out.print(f"plugin rewards: {rewards}", markup=False)
     fired = ", ".join(f"{t} x{n:,}" for t, n in f["triggers"].items())
     out.print(f"triggers fired: {fired or 'none'}; messages queued: {f['messages']:,}", markup=False)
     top = ", ".join(

@@ -109,6 +109,11 @@ def _summary(f: dict) -> str:
         ["coupon", "issued", "redeemed", "void"],
         [[t, c["issued"], c["redeemed"], c["void"]] for t, c in f["coupons"].items()],
     )
+    if f.get("rewards"):
+        out += "<h3>Plugin rewards</h3>" + _table(
+            ["reward", "events", "granted", "taken back by refunds"],
+            [[k, r["count"], r["granted"], r["reversed"]] for k, r in f["rewards"].items()],
+        )
     out += "<h3>Triggers fired</h3>" + _table(["trigger", "fired"], [[t, n] for t, n in f["triggers"].items()])
     out += "<h3>Members per tier at the end</h3>" + _table(
         ["tier", "members"], list(map(list, f["tiers"]["final"].items()))

@@ -45,6 +45,7 @@ class Tally:
         self.downgrades = 0
         self.fired: Counter = Counter()
         self.messages = 0
+        self.rewards: dict[str, dict] = {}
         self.types: Counter = Counter()
         self.refused: Counter = Counter()
         self.errors = 0
@@ -98,6 +99,16 @@ class Tally:
 
     def message(self, message) -> None:
         self.messages += 1
+
+    def reward(self, entry) -> None:
+        """A plugin reward type's journal line (cashback, miles...): summed per type and unit."""
+        key = f"{entry.reward} ({entry.unit})" if entry.unit else entry.reward
+        per = self.rewards.setdefault(key, {"granted": ZERO, "reversed": ZERO, "count": 0})
+        if entry.reverses is not None:
+            per["reversed"] -= entry.amount or ZERO
+        else:
+            per["granted"] += entry.amount or ZERO
+            per["count"] += 1
 
     # -------------------------------------------------------------- from the replay
 
@@ -223,6 +234,10 @@ class Tally:
             },
             "triggers": dict(sorted(self.fired.items())),
             "messages": self.messages,
+            "rewards": {
+                k: {"granted": _s(v["granted"]), "reversed": _s(v["reversed"]), "count": v["count"]}
+                for k, v in sorted(self.rewards.items())
+            },
             "monthly": months,
             "snapshots": self.snapshots,
             "top_members": [
@@ -279,6 +294,9 @@ def compare(a: dict, b: dict, top: int = TOP) -> dict[str, Any]:
     for t in sorted(set(a["triggers"]) | set(b["triggers"])):
         row(f"trigger {t} fired", a["triggers"].get(t, 0), b["triggers"].get(t, 0))
     row("messages", a["messages"], b["messages"])
+    for k in sorted(set(a["rewards"]) | set(b["rewards"])):
+        ra, rb = a["rewards"].get(k, {}), b["rewards"].get(k, {})
+        row(f"reward {k} granted", ra.get("granted", 0), rb.get("granted", 0))
     rules = []
     ra = {r["rule"]: r for r in a["rules"]}
     rb = {r["rule"]: r for r in b["rules"]}

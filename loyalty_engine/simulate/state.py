@@ -28,7 +28,16 @@ from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from decimal import Decimal
 
-from ..store.base import ACTIVITY_STATS, CouponRecord, LedgerEntry, Lot, MemberRecord, Message, StoredEvent
+from ..store.base import (
+    ACTIVITY_STATS,
+    CouponRecord,
+    LedgerEntry,
+    Lot,
+    MemberRecord,
+    Message,
+    RewardEntry,
+    StoredEvent,
+)
 
 ZERO = Decimal(0)
 NSTATS = len(ACTIVITY_STATS)
@@ -128,6 +137,7 @@ class NullTally:
     def tier_change(self, member: str, before: str | None, after: str, at: dt.datetime) -> None: ...
     def firing(self, member: str, key: str, at: dt.datetime) -> None: ...
     def message(self, message: Message) -> None: ...
+    def reward(self, entry: RewardEntry) -> None: ...
 
 
 class MemoryStore:
@@ -155,6 +165,10 @@ class MemoryStore:
         self.firings_: dict[str, dict[str, list[tuple[dt.datetime, str | None]]]] = {}
         self.event_firings: dict[str, list[tuple[str, str]]] = {}
         self.budget: dict[str, Decimal] = {}
+        self.rewards: dict[str, list[RewardEntry]] = {}  # kept purchases' plugin reward entries
+        self.kept_rewards: set[int] = set()
+        self.reward_back: dict[int, Decimal] = {}  # kept reward entry -> what refunds took back
+        self.reward_sums: dict[str, dict[tuple[str, str | None], Decimal]] = {}  # member -> wallet totals
         self.returns_: dict[str, dict[int, Decimal]] = {}
         self.coupons_: dict[str, CouponRecord] = {}  # open coupons (issued, reserved)
         self._statuses: dict[str, str] = {}  # their status as last saved
@@ -203,6 +217,9 @@ class MemoryStore:
             self.kept_entries.discard(entry.id)
             self.expired.pop(entry.id, None)
         self.returns_.pop(original, None)
+        for entry in self.rewards.pop(original, ()):
+            self.kept_rewards.discard(entry.id)
+            self.reward_back.pop(entry.id, None)
         self.event_coupons.pop(original, None)
         self.event_firings.pop(original, None)
 
@@ -512,6 +529,33 @@ class MemoryStore:
             if qty:
                 per[line] = per.get(line, ZERO) + qty
 
+    # -------------------------------------------------------------- the reward journal (plugin reward types)
+
+    def add_reward_entry(self, entry: RewardEntry) -> int:
+        self.seq += 1
+        entry.id = self.seq
+        if entry.reverses is not None:
+            if entry.reverses in self.kept_rewards:
+                self.reward_back[entry.reverses] = self.reward_back.get(entry.reverses, ZERO) + (entry.amount or ZERO)
+        elif self.keeps(entry.event):
+            self.rewards.setdefault(entry.event, []).append(entry)
+            self.kept_rewards.add(entry.id)
+        if entry.amount is not None:
+            key = (entry.reward, entry.unit)
+            per = self.reward_sums.setdefault(entry.member, {})
+            per[key] = per.get(key, ZERO) + entry.amount
+        self.tally.reward(entry)
+        return entry.id
+
+    def reward_entries_for_event(self, event_id: str) -> list[RewardEntry]:
+        return list(self.rewards.get(event_id, ()))
+
+    def reward_reversed(self, entry_ids: Sequence[int]) -> dict[int, Decimal]:
+        return {i: self.reward_back[i] for i in entry_ids if i in self.reward_back}
+
+    def reward_totals(self, member_id: str) -> dict[tuple[str, str | None], Decimal]:
+        return dict(self.reward_sums.get(member_id, {}))
+
     # -------------------------------------------------------------- coupons and tiers
 
     def add_coupon(self, coupon: CouponRecord) -> None:
@@ -586,6 +630,9 @@ class MemoryStore:
         return True
 
     def outbox_counts(self) -> dict[str, int]:
+        return {}
+
+    def pending_channels(self) -> dict[str, int]:
         return {}
 
     # -------------------------------------------------------------- scheduled runs
