@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+from array import array
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from decimal import Decimal
@@ -44,88 +45,96 @@ NSTATS = len(ACTIVITY_STATS)
 _NULL = nullcontext()
 
 
+SCALE = Decimal(10000)  # statistics kept as whole 1/10000 units, as the SQLite store keeps them
+_ROW = NSTATS + 1  # a row: the day's ordinal and the scaled statistics
+
+
+def _scaled(value: Decimal) -> int:
+    return int((value * SCALE).to_integral_value())
+
+
 class _Tracker:
     """A running sum of a member's daily statistics from ``start`` on (moves forward only)."""
 
     __slots__ = ("start", "pos", "sums")
 
-    def __init__(self, start: dt.date, pos: int, sums: list):
-        self.start = start
-        self.pos = pos
+    def __init__(self, start: int, pos: int, sums: list[int]):
+        self.start = start  # a day ordinal
+        self.pos = pos  # the first row inside
         self.sums = sums
 
 
 class _Activity:
-    """One member's daily statistics (ordered by day) and the window sums over them."""
+    """One member's daily statistics, ordered by day, packed in one array, and the window sums over them."""
 
-    __slots__ = ("days", "rows", "trackers")
+    __slots__ = ("rows", "trackers")
 
     def __init__(self):
-        self.days: list[dt.date] = []
-        self.rows: list[list] = []
+        self.rows = array("q")
         self.trackers: list[_Tracker] = []
 
-    def add(self, day: dt.date, values: list) -> None:
-        days, rows = self.days, self.rows
-        i = len(days)
-        while i and days[i - 1] > day:
+    def add(self, day: dt.date, values: list[int]) -> None:
+        rows = self.rows
+        ordinal = day.toordinal()
+        i = len(rows) // _ROW
+        while i and rows[(i - 1) * _ROW] > ordinal:
             i -= 1
-        if i and days[i - 1] == day:
-            row = rows[i - 1]
+        if i and rows[(i - 1) * _ROW] == ordinal:
+            base = (i - 1) * _ROW + 1
             for k in range(NSTATS):
                 if values[k]:
-                    row[k] += values[k]
+                    rows[base + k] += values[k]
         else:
-            days.insert(i, day)
-            rows.insert(i, list(values))
+            rows[i * _ROW : i * _ROW] = array("q", [ordinal, *values])
             for t in self.trackers:
-                if t.pos > i or (t.pos == i and day < t.start):
+                if t.pos > i or (t.pos == i and ordinal < t.start):
                     t.pos += 1
         for t in self.trackers:
-            if day >= t.start:
+            if ordinal >= t.start:
                 sums = t.sums
                 for k in range(NSTATS):
-                    if values[k]:
-                        sums[k] += values[k]
+                    sums[k] += values[k]
 
-    def sums(self, start: dt.date) -> list:
+    def sums(self, start_day: dt.date) -> list[Decimal]:
+        start = start_day.toordinal()
+        rows = self.rows
+        count = len(rows) // _ROW
         best = None
         for t in self.trackers:
             if t.start <= start and (best is None or t.start > best.start):
                 best = t
         if best is None:
-            days, rows = self.days, self.rows
             pos = 0
-            while pos < len(days) and days[pos] < start:
+            while pos < count and rows[pos * _ROW] < start:
                 pos += 1
-            sums = [ZERO] * NSTATS
-            for row in rows[pos:]:
+            sums = [0] * NSTATS
+            for r in range(pos, count):
+                base = r * _ROW + 1
                 for k in range(NSTATS):
-                    sums[k] += row[k]
+                    sums[k] += rows[base + k]
             best = _Tracker(start, pos, sums)
             self.trackers.append(best)
             if len(self.trackers) > 8:
                 self.trackers.pop(0)
         elif best.start < start:
-            days, rows, sums = self.days, self.rows, best.sums
+            sums = best.sums
             pos = best.pos
-            while pos < len(days) and days[pos] < start:
-                row = rows[pos]
+            while pos < count and rows[pos * _ROW] < start:
+                base = pos * _ROW + 1
                 for k in range(NSTATS):
-                    sums[k] -= row[k]
+                    sums[k] -= rows[base + k]
                 pos += 1
             best.pos = pos
             best.start = start
             if any(t.start == start and t is not best for t in self.trackers):
                 self.trackers = [t for t in self.trackers if t.start != start or t is best]
             self._prune()
-        return best.sums
+        return [Decimal(v) / SCALE for v in best.sums]
 
     def _prune(self) -> None:
         cut = min(t.pos for t in self.trackers)
-        if cut > 32:
-            del self.days[:cut]
-            del self.rows[:cut]
+        if cut > 16:
+            del self.rows[: cut * _ROW]
             for t in self.trackers:
                 t.pos -= cut
 
@@ -366,7 +375,7 @@ class MemoryStore:
                     days.clear()
                     days.update(ordered)
                 days[e.day] = days.get(e.day, ZERO) + e.amount
-                if len(days) > self.cap_days + 8:  # older days are outside every cap's period
+                if len(days) > self.cap_days + 2:  # older days are outside every cap's period
                     cut = e.day - dt.timedelta(days=self.cap_days)
                     for d in [d for d in days if d < cut]:
                         del days[d]
@@ -428,6 +437,9 @@ class MemoryStore:
         if lot.expires_on is not None:
             heapq.heappush(self.expiry_heap, (lot.expires_on, lot.id))
             self.expiring[lot.id] = lot
+            if len(self.expiry_heap) > 2 * len(self.expiring) + 1024:  # spent lots wait there for their day: drop them
+                self.expiry_heap = [(x.expires_on, x.id) for x in self.expiring.values()]
+                heapq.heapify(self.expiry_heap)
 
     def update_lots(self, lots: Sequence[Lot], moves: Sequence[tuple[int, int, Decimal]]) -> None:
         for entry_id, lot_id, amount in moves:
@@ -473,7 +485,7 @@ class MemoryStore:
         act = self.activity.get(member_id)
         if act is None:
             act = self.activity[member_id] = _Activity()
-        act.add(day, [stats.get(name, ZERO) for name in ACTIVITY_STATS])
+        act.add(day, [_scaled(stats[name]) if name in stats else 0 for name in ACTIVITY_STATS])
 
     def activity_sums(self, member_id: str, starts: Sequence[dt.date]) -> list[dict[str, Decimal]]:
         act = self.activity.get(member_id)
