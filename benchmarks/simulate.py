@@ -7,8 +7,7 @@ For each size the script
    ``--months`` months for the big run (about 1,000,000 events), and the same
    members over one month for the small one (about a tenth), so the two runs
    differ in events, not in members;
-2. **simulates** it in a fresh child process (``spawn``, so the child's memory
-   is its own) with the program's daily work (expiry, tier review, triggers)
+2. **simulates** it in a fresh child process (so the child's memory is its own) with the program's daily work (expiry, tier review, triggers)
    and reports events/s (wall and CPU time of the replay alone) and the child's
    peak resident memory (``VmHWM`` from ``/proc/self/status``).
 
@@ -25,9 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ def _vmhwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(program: str, folder: str, queue) -> None:
+def _child(program: str, folder: str) -> dict:
     from loyalty_engine.program import load_program
     from loyalty_engine.simulate.replay import simulate
 
@@ -62,33 +61,33 @@ def _child(program: str, folder: str, queue) -> None:
     figures = simulate(prog, Path(folder) / "events.jsonl", Path(folder) / "members.jsonl")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     events = sum(figures["events"]["applied"].values()) + figures["events"]["errors"]
-    queue.put(
-        {
-            "events": events,
-            "members": figures["members"]["count"],
-            "wall_s": round(wall, 2),
-            "cpu_s": round(cpu, 2),
-            "events_per_s": round(events / wall),
-            "events_per_cpu_s": round(events / cpu),
-            "peak_mb": round(_vmhwm_mb(), 1),
-            "before_mb": round(before, 1),
-            "issued": figures["points"]["issued"],
-            "triggers": figures["triggers"],
-        }
-    )
+    return {
+        "events": events,
+        "members": figures["members"]["count"],
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "events_per_s": round(events / wall),
+        "events_per_cpu_s": round(events / cpu),
+        "peak_mb": round(_vmhwm_mb(), 1),
+        "before_mb": round(before, 1),
+        "issued": figures["points"]["issued"],
+        "triggers": figures["triggers"],
+    }
 
 
 def run_one(program: Path, folder: Path) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(str(program), str(folder), queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    """The replay in a fresh Python process (its memory is its own), which prints its figures as JSON."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(program), str(folder)], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        print(json.dumps(_child(argv[1], argv[2])))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=24_000)
     parser.add_argument("--months", type=int, default=12)

@@ -9,12 +9,16 @@ chart shows both and the page adds the side-by-side table.
 from __future__ import annotations
 
 import html
+import re
 from decimal import Decimal
 
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from ..engine.outcome import fmt
 from .report import _d
+
+NUMBER = re.compile(r"-?\d+(\.\d+)?")
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "PingFang SC", "Microsoft YaHei", sans-serif;
@@ -23,13 +27,20 @@ h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-botto
 table { border-collapse: collapse; margin: .5rem 0 1rem; }
 th, td { padding: .25rem .7rem; border-bottom: 1px solid #eee; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-.up { color: #1a7f37; } .down { color: #c0392b; } .muted { color: #777; }
+.up { color: #1f4e9c; } .down { color: #b35900; } .muted { color: #777; }
 """
+
+
+def _cell(value) -> str:
+    """A number with thousands separators (as in the terminal), anything else as text, escaped."""
+    if isinstance(value, int) or (isinstance(value, str) and NUMBER.fullmatch(value)):
+        return html.escape(fmt(Decimal(str(value))))
+    return html.escape(str(value))
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -131,8 +142,8 @@ def _comparison(c: dict) -> str:
         return "up" if value > 0 else "down" if value < 0 else "muted"
 
     rows = "".join(
-        f"<tr><td>{html.escape(r['figure'])}</td><td>{r['a']}</td><td>{r['b']}</td>"
-        f"<td class='{cls(r['difference'])}'>{r['difference']}</td></tr>"
+        f"<tr><td>{html.escape(r['figure'])}</td><td>{_cell(r['a'])}</td><td>{_cell(r['b'])}</td>"
+        f"<td class='{cls(r['difference'])}'>{_cell(r['difference'])}</td></tr>"
         for r in c["figures"]
     )
     out = (
