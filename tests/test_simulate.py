@@ -18,6 +18,7 @@ import pytest
 from loyalty_engine.errors import LoyaltyError
 from loyalty_engine.program import load_program
 from loyalty_engine.service.engine import Engine
+from loyalty_engine.service.imports import import_row, read_rows
 from loyalty_engine.service.replay import dispatch
 from loyalty_engine.simulate.generate import LAPSE_SHARE, generate_history
 from loyalty_engine.simulate.replay import Replay, read_history, simulate
@@ -162,8 +163,8 @@ def engine_replay(program, members_path, events_path, last_day):
     rows = [data for _, data, _ in read_history(events_path)]
     day = _datetime(rows[0]["at"]).astimezone(tz).date()
     at = dt.datetime.combine(day, dt.time(0), tz)
-    for _, data, _ in read_history(members_path):
-        engine.upsert_member(data, at)
+    for _, row, _ in read_rows(members_path):
+        import_row(engine, row, at)
     for data in rows:
         d = _datetime(data["at"]).astimezone(tz).date()
         while day < d:
@@ -378,10 +379,31 @@ def test_daily_run_skips_only_members_who_cannot_fire(tmp_path, which, busy):
         if not guarded:
             replay.store.wake = None
         tz = replay.tz
-        replay.add_members(read_history(members), dt.datetime(2026, 1, 1, tzinfo=tz))
+        replay.add_members(members, dt.datetime(2026, 1, 1, tzinfo=tz))
         for number, data, _ in read_history(events):
             replay.feed(number, data)
         figures = replay.finish()
         runs.append((replay.store.firings_, figures["balances"], figures["coupons"]))
     assert runs[0] == runs[1]  # every firing of every member at the same moment
     assert sum(figures["triggers"].values()) > 0
+
+
+def test_members_file_takes_the_import_format_with_opening_balances(tmp_path, busy):
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "id,name,joined,tier,balances.points\nm-9,李娜,2025-06-01,silver,500\nm-10,Bad Tier,2025-06-01,platinum,0\n",
+        encoding="utf-8",
+    )
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"id": "x-1", "type": "redeem", "member": "m-9", "points": 300, "at": "2026-05-04T10:00:00+08:00"}\n'
+        '{"id": "t-1", "type": "purchase", "member": "m-9", "at": "2026-05-04T11:00:00+08:00", "amount": "10"}\n',
+        encoding="utf-8",
+    )
+    figures = simulate(busy, events, members)
+    assert figures["points"]["opening"] == "500" and figures["points"]["redeemed"] == "300"
+    assert figures["points"]["issued"] == "15"  # silver earns x1.5
+    assert figures["members"] == {"count": 1, "loaded": 1}
+    assert [(e["file"], e["line"]) for e in figures["events"]["error_lines"]] == [("members", 3)]
+    assert "platinum" in figures["events"]["error_lines"][0]["error"]
+    assert figures["member_outcomes"]["m-9"][0] == Decimal(215)

@@ -18,7 +18,7 @@ import datetime as dt
 import io
 import json
 import zoneinfo
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from ..language.checker import flatten_and
 from ..program import Program
 from ..service.engine import Engine
 from ..service.history import program_needs
+from ..service.imports import import_row, read_rows
 from ..service.replay import dispatch
 from ..wire import _datetime, canonical_json
 from .report import Tally
@@ -313,18 +314,19 @@ class Replay:
     def local_day(self, at: dt.datetime) -> dt.date:
         return at.astimezone(self.tz).date()
 
-    def add_members(self, records: Iterable[tuple[int, Any, str | None]], at: dt.datetime) -> None:
+    def add_members(self, path: str | Path, at: dt.datetime) -> None:
+        """Create the members of a ``loyalty import-members`` file (JSONL or CSV): details, tier, opening balances."""
         tally = self.tally
-        for number, data, problem in records:
+        for number, row, problem in read_rows(Path(path)):
             if problem is None:
                 try:
-                    if not isinstance(data, dict):
-                        raise InputError([("", f"expected a JSON object, got {type(data).__name__}")], "member")
-                    self.engine.upsert_member(data, at)
+                    import_row(self.engine, {k: v for k, v in row.items() if k not in ("type", "at")}, at)
                     tally.members_loaded += 1
                     continue
                 except LoyaltyError as exc:
                     problem = str(exc)
+                except ValueError as exc:
+                    problem = f"invalid member: {exc}"
             tally.error("members", number, problem)
 
     def run_until(self, day: dt.date) -> None:
@@ -396,7 +398,7 @@ def simulate(
     tz = replay.tz
     if members is not None:
         first = start or _first_day(events, tz) or dt.date.today()
-        replay.add_members(read_history(members), dt.datetime.combine(first, dt.time(0), tz))
+        replay.add_members(members, dt.datetime.combine(first, dt.time(0), tz))
     if start is not None:
         replay.run_until(start)
     for number, data, problem in read_history(events):

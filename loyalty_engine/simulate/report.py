@@ -215,6 +215,7 @@ class Tally:
                 "redeemed": _s(points.get("redeem", ZERO)),
                 "expired": _s(points.get("expire", ZERO)),
                 "adjusted": _s(points.get("adjust", ZERO)),
+                "opening": _s(points.get("opening", ZERO)),
                 "outstanding": _s(outstanding),
                 "point_value": _s(self.point_value),
                 "liability": str((outstanding * self.point_value).quantize(CENT)),
