@@ -178,12 +178,21 @@ def engine_replay(program, members_path, events_path, last_day):
     return engine
 
 
+def _example(path: Path):
+    """An example program, named by its path in the repository as the docs name it.
+
+    Programs are cached by their text: loading the file by its absolute path first would make
+    the docs' ``load_program("dsl/examples/...")`` get locations with this checkout's path.
+    """
+    return load_program(path.relative_to(ROOT).as_posix(), text=path.read_text(encoding="utf-8"))
+
+
 def _program(which, busy):
     if which == "bubble":
         pytest.importorskip("loyalty_cashback")
         pytest.importorskip("loyalty_churn_logit")
-        return load_program(BUBBLE)
-    return load_program(COFFEE) if which == "coffee" else busy
+        return _example(BUBBLE)
+    return _example(COFFEE) if which == "coffee" else busy
 
 
 @pytest.mark.parametrize("which", ["coffee", "busy", "bubble"])
@@ -371,7 +380,7 @@ def test_simulate_from_to_limits_the_period(sample):
 @pytest.mark.parametrize("which", ["coffee", "busy"])
 def test_daily_run_skips_only_members_who_cannot_fire(tmp_path, which, busy):
     """The trigger guard (wake-up days) changes nothing: the same firings as evaluating every member every day."""
-    program = load_program(COFFEE) if which == "coffee" else busy
+    program = _example(COFFEE) if which == "coffee" else busy
     members, events = _history(tmp_path, program, members=80, months=4, seed=5)
     runs = []
     for guarded in (True, False):
