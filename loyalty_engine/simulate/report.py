@@ -39,6 +39,7 @@ class Tally:
         self.rule_hits: Counter = Counter()
         self.member_earned: dict[str, Decimal] = {}
         self.month_kinds: dict[str, dict[str, Decimal]] = {}
+        self._months: dict[dt.date, str] = {}  # day -> "YYYY-MM"
         self.outstanding = ZERO  # points, as the ledger says now
         self.coupons: dict[str, Counter] = {}
         self.upgrades = 0
@@ -65,7 +66,10 @@ class Tally:
         if e.balance != "points":
             return
         self.outstanding += e.amount
-        month = self.month_kinds.setdefault(e.day.strftime("%Y-%m"), {})
+        name = self._months.get(e.day)
+        if name is None:
+            name = self._months[e.day] = e.day.strftime("%Y-%m")
+        month = self.month_kinds.setdefault(name, {})
         month[e.kind] = month.get(e.kind, ZERO) + e.amount
         if e.kind == "earn":
             rule = e.rule or "-"

@@ -156,6 +156,7 @@ class MemoryStore:
         self.keep = keep  # purchase id -> refunds still to come for it; None: keep every event
         self.tally = tally or NullTally()
         self.cap_days = cap_days  # the longest period of a cap (points earned per day are kept that long)
+        self._track_earned = cap_days > 0
         self.members: dict[str, MemberRecord] = {}
         self._ids: list[str] | None = None
         self.seq = 0
@@ -381,10 +382,6 @@ class MemoryStore:
                         del days[d]
         return ids
 
-    @property
-    def _track_earned(self) -> bool:
-        return self.cap_days > 0
-
     def entries_for_event(self, event_id: str) -> list[LedgerEntry]:
         return list(self.entries.get(event_id, ()))
 
@@ -418,7 +415,7 @@ class MemoryStore:
         for lot in lots:
             per = self.lots.setdefault(lot.member, {}).setdefault(lot.balance, [])
             if lot.id not in self.kept_entries:
-                for other in per:
+                for other in reversed(per):  # at most one lot per key can take more: the newest, mostly
                     if (
                         other.id not in self.kept_entries
                         and other.expires_on == lot.expires_on
