@@ -192,10 +192,12 @@ def _program(which, busy):
         pytest.importorskip("loyalty_cashback")
         pytest.importorskip("loyalty_churn_logit")
         return _example(BUBBLE)
+    if which == "supermarket_zh":  # Chinese names, categories, tiers and messages
+        return _example(ROOT / "dsl" / "examples" / "supermarket_zh.loy")
     return _example(COFFEE) if which == "coffee" else busy
 
 
-@pytest.mark.parametrize("which", ["coffee", "busy", "bubble"])
+@pytest.mark.parametrize("which", ["coffee", "busy", "bubble", "supermarket_zh"])
 def test_simulation_agrees_with_the_engine(tmp_path, which, busy):
     program = _program(which, busy)
     members, events = _history(tmp_path, program, members=100 if which == "coffee" else 80, months=4)
