@@ -228,6 +228,8 @@ def test_simulation_agrees_with_the_engine(tmp_path, which, busy):
                 wallets[f"{reward} ({unit})" if unit else reward] += amount
         got = {k: Decimal(r["granted"]) - Decimal(r["reversed"]) for k, r in figures["rewards"].items()}
         assert got and got == dict(wallets) and all(v > 0 for v in got.values())
+    for change in ("upgrades", "downgrades"):  # per month, adding up to the whole period
+        assert sum(m[change] for m in figures["monthly"]) == figures["tiers"][change]
     if which == "busy":
         assert figures["tiers"]["downgrades"] > 0 and figures["triggers"]["Win back"] > 0
         assert any(c["redeemed"] for c in figures["coupons"].values())
@@ -334,7 +336,7 @@ def test_simulate_html_is_self_contained_with_charts(sample, tmp_path):
 
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", text, re.I)
     assert "Plotly.newPlot" in text and text.count("Plotly.newPlot") >= 4
-    for chart in ("chart-points-per-month", "chart-liability", "chart-rules"):
+    for chart in ("chart-points-per-month", "chart-liability", "chart-tier-changes", "chart-rules"):
         assert f'id="{chart}"' in text
     assert "Members per tier over time" in text and '<meta charset="utf-8">' in text
 

@@ -88,6 +88,15 @@ def _charts(runs: list[tuple[str, dict]]) -> list[tuple[str, go.Figure]]:
 
     fig = go.Figure()
     for label, f in runs:
+        months = [m["month"] for m in f["monthly"]]
+        suffix = f" ({label})" if len(runs) > 1 else ""
+        fig.add_bar(x=months, y=[m["upgrades"] for m in f["monthly"]], name="upgrades" + suffix)
+        fig.add_bar(x=months, y=[-m["downgrades"] for m in f["monthly"]], name="downgrades" + suffix)
+    fig.update_layout(title="Tier changes per month", barmode="relative", xaxis_title="month", yaxis_title="members")
+    charts.append(("tier-changes", fig))
+
+    fig = go.Figure()
+    for label, f in runs:
         rules = [r for r in f["rules"] if _d(r["points"])]
         fig.add_bar(
             y=[r["rule"] for r in rules],

@@ -9,6 +9,7 @@ terminal table, ``--json`` and the HTML page are all built from.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -43,6 +44,8 @@ class Tally:
         self.outstanding = ZERO  # points, as the ledger says now
         self.coupons: dict[str, Counter] = {}
         self.upgrades = 0
+        self.tier_months: dict[str, Counter] = {}  # "YYYY-MM" -> upgrades, downgrades
+        self.tz = zoneinfo.ZoneInfo(program.timezone)
         self.downgrades = 0
         self.fired: Counter = Counter()
         self.messages = 0
@@ -89,13 +92,17 @@ class Tally:
 
     def tier_change(self, member: str, before: str | None, after: str, at) -> None:
         names = self.tier_names
+        month = self.tier_months.setdefault(at.astimezone(self.tz).strftime("%Y-%m"), Counter())
         if before in names and after in names:
             if names.index(after) > names.index(before):
                 self.upgrades += 1
+                month["upgrades"] += 1
             elif names.index(after) < names.index(before):
                 self.downgrades += 1
+                month["downgrades"] += 1
         elif after in names:
             self.upgrades += 1
+            month["upgrades"] += 1
 
     def firing(self, member: str, key: str, at) -> None:
         if key.startswith("trigger:"):
@@ -180,8 +187,9 @@ class Tally:
         members = store.members
         top = sorted(self.member_earned.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
         months = []
-        for month in sorted(self.month_kinds):
-            per = self.month_kinds[month]
+        for month in sorted(set(self.month_kinds) | set(self.tier_months)):
+            per = self.month_kinds.get(month, {})
+            changes = self.tier_months.get(month, Counter())
             months.append(
                 {
                     "month": month,
@@ -189,6 +197,8 @@ class Tally:
                     "reversed": _s(-per.get("reverse", ZERO)),
                     "redeemed": _s(-per.get("redeem", ZERO)),
                     "expired": _s(-per.get("expire", ZERO)),
+                    "upgrades": changes["upgrades"],
+                    "downgrades": changes["downgrades"],
                 }
             )
         final_tiers = Counter(r.member.tier or "-" for r in members.values())
