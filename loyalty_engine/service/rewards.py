@@ -162,8 +162,11 @@ def reverse_rewards(engine, record: MemberRecord, original: Event, refund: Event
     if not entries:
         return []
     done = store.reward_reversed([e.id for e in entries])
+    from .apply import _State
+
     types = engine.program.checked.schema.reward_types
     notes: list[str] = []
+    engine.applier.state = _State(notes)  # what a reverse callback notes goes into the refund's result
     for entry in entries:
         share = share_of(entry.lines)
         target = entry.amount if share == 1 else _toward_zero(Fraction(entry.amount) * share, entry.amount)
