@@ -7,8 +7,10 @@ for a real engine on an in-memory store.
 
 from decimal import Decimal
 
-from loyalty_engine import RewardType, hookimpl
-from loyalty_engine.testing import engine_for, purchase, refund
+import pytest
+
+from loyalty_engine import Channel, Function, PluginError, RewardType, ScoringModel, hookimpl
+from loyalty_engine.testing import NOW, FakeChannel, check_rules, engine_for, purchase, refund
 
 BASKET = (("LATTE", "coffee", 2, "32.00"), ("CAKE", "food", 1, "36.00"))
 
@@ -37,6 +39,17 @@ class Stamps:
         )
 
 
+def test_register_reward_types():
+    plugin = Stamps()
+    rules = 'rule "Card" on purchase { reward stamp_card(stamps: floor(net_amount / 10)) }'
+    assert check_rules(rules, [plugin]).ok
+    assert "unknown reward type 'stamp_card'" in check_rules(rules).errors[0].message
+    engine = engine_for(rules, [plugin])
+    engine.process(purchase("t-1", "m-1", *BASKET))
+    assert engine.member("m-1").rewards == {"stamp_card": {"stamps": Decimal(10)}}
+    assert engine.program.checked.schema.reward_types["stamp_card"].provider == "Stamps"
+
+
 def test_register_reward_types_reverse_notes_reach_the_refund_result():
     plugin = Stamps()
     engine = engine_for('rule "Card" on purchase { reward stamp_card(stamps: 10) }', [plugin])
@@ -45,3 +58,103 @@ def test_register_reward_types_reverse_notes_reach_the_refund_result():
     assert plugin.reversed == [(Decimal(10), Decimal(-3), "r-1")]
     assert result.notes[0] == "stamps: 3 taken back for 'Card'"
     assert engine.member("m-1").rewards["stamp_card"]["stamps"] == 7
+
+
+def test_register_channels():
+    sender = FakeChannel()
+
+    class Pager:
+        @hookimpl
+        def register_channels(self, register):
+            register(Channel("pager", "a pager", address="phone", factory=lambda config: sender))
+
+    engine = engine_for('rule "Hi" on purchase { send pager "hello {member.name}" }', [Pager()])
+    engine.upsert_member({"id": "m-1", "name": "Li", "phone": "+86 1"})
+    engine.process(purchase("t-1", "m-1", *BASKET))
+    senders, missing = engine.senders({}, only=["pager"])
+    assert missing == {} and senders == {"pager": sender}
+    assert engine.deliver(senders, now=NOW).sent == 1
+    assert sender.bodies == ["hello Li"] and sender.sent[0].address == "+86 1"
+
+
+def test_register_scoring_models():
+    seen = []
+
+    class Loyalty:
+        @hookimpl
+        def register_scoring_models(self, register):
+            def score(facts):
+                seen.append(facts)
+                return Decimal(facts["lifetime_purchases"])
+
+            register(ScoringModel("visits_so_far", "number", score=score, reads=("lifetime_purchases",)))
+
+    rules = 'rule "Regular" on purchase when score("visits_so_far") >= 1 { award 5 points }'
+    engine = engine_for(rules, [Loyalty()])
+    assert engine.process(purchase("t-1", "m-1", *BASKET)).points == 0
+    assert engine.process(purchase("t-2", "m-1", *BASKET)).points == 5
+    assert seen[0]["today"] == NOW.date() and seen[1]["lifetime_purchases"] == 1
+
+
+def test_register_functions():
+    class Rounding:
+        @hookimpl
+        def register_functions(self, register):
+            register(Function("tens", (frozenset({"money"}),), "number", lambda amount: Decimal(int(amount // 10))))
+
+    rules = 'rule "Tens" on purchase { award tens(net_amount) points }'
+    assert check_rules(rules, [Rounding()]).ok
+    assert "tens" in check_rules('rule "T" on purchase { award tens("x") points }', [Rounding()]).errors[0].message
+    assert engine_for(rules, [Rounding()]).process(purchase("t-1", "m-1", *BASKET)).points == 10
+
+
+def test_register_event_types():
+    class Reviews:
+        @hookimpl
+        def register_event_types(self, register):
+            register("review", {"stars": "number", "text": "text"})
+
+    rules = 'rule "Thanks" on review when stars >= 4 { award 20 points }'
+    assert check_rules(rules, [Reviews()]).ok
+    engine = engine_for(rules, [Reviews()])
+    event = {"id": "v-1", "type": "review", "member": "m-1", "at": NOW.isoformat(), "stars": 5, "text": "好"}
+    assert engine.process(event).points == 20
+
+
+def test_before_evaluate():
+    calls = []
+
+    class Screen:
+        @hookimpl
+        def before_evaluate(self, event, member, engine):
+            calls.append((event.id, member.id))
+            if event.store == "BANNED":
+                raise ValueError("store is blocked")
+
+    engine = engine_for('rule "Base" on purchase { award 1 point per 1 CNY of net_amount }', [Screen()])
+    assert engine.process(purchase("t-1", "m-1", *BASKET)).points == 100
+    with pytest.raises(PluginError, match="plugin 'Screen' refused event 't-2'.*store is blocked"):
+        engine.process(purchase("t-2", "m-1", *BASKET, store="BANNED"))
+    assert engine.member("m-1").balances["points"].total == 100  # rolled back whole
+    assert engine.process(purchase("t-2", "m-1", *BASKET)).points == 100  # the id is free for a retry
+    engine.process(purchase("t-2", "m-1", *BASKET))  # a replay of an applied event: not called again
+    assert calls == [("t-1", "m-1"), ("t-2", "m-1"), ("t-2", "m-1")]
+
+
+def test_after_commit():
+    published = []
+
+    class Publish:
+        @hookimpl
+        def after_commit(self, event, result, engine):
+            if event.id == "t-2":
+                raise ConnectionError("queue is down")
+            published.append((event.id, result.points))
+
+    engine = engine_for('rule "Base" on purchase { award 1 point per 1 CNY of net_amount }', [Publish()])
+    engine.process(purchase("t-1", "m-1", *BASKET))
+    assert engine.process(purchase("t-2", "m-1", *BASKET)).points == 100  # applied all the same
+    engine.process(purchase("t-1", "m-1", *BASKET))  # a replay: not published twice
+    assert published == [("t-1", 100)]
+    assert engine.plugin_errors == ["plugin 'Publish' failed in after_commit for 't-2': ConnectionError: queue is down"]
+    assert engine.member("m-1").balances["points"].total == 200
