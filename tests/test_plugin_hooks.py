@@ -158,3 +158,23 @@ def test_after_commit():
     assert published == [("t-1", 100)]
     assert engine.plugin_errors == ["plugin 'Publish' failed in after_commit for 't-2': ConnectionError: queue is down"]
     assert engine.member("m-1").balances["points"].total == 200
+
+
+def test_trace_plugins_prints_loading_registration_and_event_hooks(monkeypatch, capsys):
+    from loyalty_engine.plugins import TRACE_ENV, Plugins
+
+    class Audit:
+        @hookimpl
+        def before_evaluate(self, event, member, engine):
+            pass
+
+    monkeypatch.setenv(TRACE_ENV, "1")
+    manager = Plugins([Stamps(), Audit()], entry_points=False)
+    engine = engine_for('rule "Card" on purchase { reward stamp_card(stamps: 1) }', [Stamps(), Audit()])
+    engine.process(purchase("t-1", "m-1", *BASKET))
+    lines = capsys.readouterr().err.splitlines()
+    assert "loyalty_engine: loaded Stamps (code): register_reward_types" in lines
+    assert "loyalty_engine: register_reward_types [Stamps] registered: stamp_card" in lines
+    assert "loyalty_engine: before_evaluate [Audit] event 't-1'" in lines
+    monkeypatch.delenv(TRACE_ENV)
+    assert not Plugins([Stamps()], entry_points=False).tracing and manager.tracing
