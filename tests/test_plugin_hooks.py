@@ -178,3 +178,24 @@ def test_trace_plugins_prints_loading_registration_and_event_hooks(monkeypatch, 
     assert "loyalty_engine: before_evaluate [Audit] event 't-1'" in lines
     monkeypatch.delenv(TRACE_ENV)
     assert not Plugins([Stamps()], entry_points=False).tracing and manager.tracing
+
+
+def test_register_reward_types_describe_is_the_explanation():
+    class Miles:
+        @hookimpl
+        def register_reward_types(self, register):
+            def describe(args):
+                if args["miles"] > 1000:
+                    raise ValueError("too many")
+                return f"{args['miles']} miles with {args['airline']}"
+
+            register(RewardType("miles", {"airline": "text", "miles": "number"}, apply=lambda ctx: None,
+                                describe=describe))  # fmt: skip
+
+    rules = 'rule "Fly" on purchase { reward miles(airline: "CA", miles: floor(net_amount)) }'
+    engine = engine_for(rules, [Miles()])
+    assert engine.preview(purchase("t-1", "m-1", *BASKET)).explanations == ["100 miles with CA"]
+    outcome = engine.preview(purchase("t-2", "m-1", ("TV", "tech", 1, "5000.00")))
+    assert outcome.explanations == ["miles reward (describe failed: ValueError: too many)"]
+    plain = engine_for('rule "Card" on purchase { reward stamp_card(stamps: 2) }', [Stamps()])
+    assert plain.preview(purchase("t-1", "m-1", *BASKET)).explanations == ["stamp_card reward (stamps: 2)"]

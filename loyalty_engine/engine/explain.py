@@ -18,6 +18,17 @@ def reward_args(node: ast.Reward, values) -> dict:
     }
 
 
+def reward_text(reward, node: ast.Reward, args: dict) -> str:
+    """The explanation of a plugin reward: its type's ``describe(args)`` when it has one, else name and arguments."""
+    if reward is not None and reward.describe is not None:
+        try:
+            return str(reward.describe(args))
+        except Exception as exc:  # an explanation must not fail the event
+            return f"{node.reward_type.name} reward (describe failed: {type(exc).__name__}: {exc})"
+    shown = ", ".join(f"{k}: {fmt(v)}" for k, v in args.items())
+    return f"{node.reward_type.name} reward ({shown})"
+
+
 def source_text(program, node) -> str:
     span = getattr(node, "span", None)
     if span is None or span.line != span.end_line:
@@ -164,12 +175,11 @@ def build_effects(outcome) -> list[Effect]:
                 effects.append(Effect("tier", name, f"tier set to {node.tier.name}", where, tier=node.tier.name))
             elif a.kind == "reward":
                 args = reward_args(node, record[a.index])
-                shown = ", ".join(f"{k}: {fmt(v)}" for k, v in args.items())
                 effects.append(
                     Effect(
                         "reward",
                         name,
-                        f"{node.reward_type.name} reward ({shown})",
+                        reward_text(checked.schema.reward_types.get(node.reward_type.name), node, args),
                         where,
                         reward=node.reward_type.name,
                         args=args,
