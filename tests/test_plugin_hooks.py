@@ -199,3 +199,31 @@ def test_register_reward_types_describe_is_the_explanation():
     assert outcome.explanations == ["miles reward (describe failed: ValueError: too many)"]
     plain = engine_for('rule "Card" on purchase { reward stamp_card(stamps: 2) }', [Stamps()])
     assert plain.preview(purchase("t-1", "m-1", *BASKET)).explanations == ["stamp_card reward (stamps: 2)"]
+
+
+# ------------------------------------------------------------------ loading
+
+
+class Copycat:
+    @hookimpl
+    def register_reward_types(self, register):
+        register(RewardType("stamp_card", {"stamps": "number"}, apply=lambda ctx: None))
+
+
+def test_duplicate_names_end_any_command_with_the_error_not_a_traceback(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from loyalty_engine import cli, cli_plugins, plugins
+
+    def clashing():
+        return plugins.Plugins([Stamps(), Copycat()], entry_points=False)
+
+    monkeypatch.setattr(plugins, "get_plugins", clashing)
+    monkeypatch.setattr(cli_plugins, "get_plugins", clashing)
+    rules = tmp_path / "rules.loy"
+    rules.write_text('program "P" { currency CNY  timezone "Asia/Shanghai" }\nrule "A" on purchase { award 1 point }\n')
+    for args in (["check", str(rules)], ["plugins"]):
+        result = CliRunner().invoke(cli.main, args)
+        assert result.exit_code == 1, result.output
+        assert "reward type 'stamp_card' is registered by both 'Stamps' and 'Copycat'" in result.output
+        assert "Traceback" not in result.output and not isinstance(result.exception, PluginError)
