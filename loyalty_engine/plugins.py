@@ -168,6 +168,9 @@ class Plugins:
             self._add(plugin, name, source, dist)
 
     def _add(self, plugin: Any, name: str, source: str, distribution: str | None = None) -> None:
+        if self.pm.is_registered(plugin):  # e.g. passed in code and installed too: it is loaded, once
+            self.trace(f"{name} ({source}) is already loaded as {self.pm.get_name(plugin)}")
+            return
         unknown = [
             attr
             for attr in dir(plugin)
@@ -183,7 +186,7 @@ class Plugins:
             return
         try:
             self.pm.register(plugin, name=name)
-        except ValueError as exc:  # the same plugin object or name twice
+        except ValueError as exc:  # another plugin under the same name
             self.failures.append(PluginFailure(name, source, str(exc)))
             return
         except pluggy.PluginValidationError as exc:

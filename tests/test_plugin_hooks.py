@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 from loyalty_engine import Channel, Function, PluginError, RewardType, ScoringModel, hookimpl
+from loyalty_engine.plugins import Plugins
 from loyalty_engine.testing import NOW, FakeChannel, check_rules, engine_for, purchase, refund
 
 BASKET = (("LATTE", "coffee", 2, "32.00"), ("CAKE", "food", 1, "36.00"))
@@ -227,3 +228,11 @@ def test_duplicate_names_end_any_command_with_the_error_not_a_traceback(monkeypa
         assert result.exit_code == 1, result.output
         assert "reward type 'stamp_card' is registered by both 'Stamps' and 'Copycat'" in result.output
         assert "Traceback" not in result.output and not isinstance(result.exception, PluginError)
+
+
+def test_a_plugin_passed_in_code_and_installed_loads_once_without_a_failure():
+    stamps = Stamps()
+    loaded = Plugins([stamps, stamps], entry_points=False)  # as Engine.open(plugins=[m]) with m installed too
+    assert loaded.failures == []
+    assert [p.name for p in loaded.list()].count("Stamps") == 1
+    assert "stamp_card" in loaded.registry.reward_types
