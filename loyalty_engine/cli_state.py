@@ -323,8 +323,10 @@ def deliver(db: Path, program: Path | None, channels: tuple[str, ...], config_pa
         names = channels or tuple(engine.program.checked.schema.channels)
         settings = (config or {}).get("channels", {})
         senders, missing = engine.senders(settings, console_fallback=console or config is None, only=names)
+        waiting = engine.store.pending_channels()
         for name, reason in sorted(missing.items()):
-            err.print(f"{name}: not delivered: {reason}", markup=False)
+            if waiting.get(name):
+                err.print(f"{name}: {waiting[name]} message(s) stay queued: {reason}", markup=False)
         report = engine.deliver(senders)
     for line in report.errors:
         err.print(line, markup=False)

@@ -11,8 +11,7 @@ Environment variables:
 - ``LOYALTY_LOAD_PLUGINS``: comma-separated plugins to load, by entry-point or
   distribution name (empty: none); unset loads every installed plugin.
   Built-ins always load.
-- ``LOYALTY_TRACE_PLUGINS=1``: print to standard error every plugin loaded and
-  every hook call (with what it registered, or what it raised).
+- ``LOYALTY_TRACE_PLUGINS=1``: print every hook call to standard error.
 
 A plugin that fails to import, names a hook that does not exist, or raises while
 registering is reported in :attr:`Plugins.failures` and the others still load.
@@ -126,8 +125,6 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.info: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
-        # The engine calls each implementation itself (to know which plugin registered what), so it
-        # traces those calls itself: pluggy's own tracing only sees calls made through pm.hook.
         self.tracing = bool(os.environ.get(TRACE_ENV))
         for module_name in DEFAULT_PLUGINS:
             self._add(importlib.import_module(module_name), module_name, "built-in")
@@ -140,10 +137,6 @@ class Plugins:
         self._schema: Schema | None = None
         self.before_evaluate = self._impls("before_evaluate")
         self.after_commit = self._impls("after_commit")
-
-    def trace(self, text: str) -> None:
-        if self.tracing:
-            sys.stderr.write(f"{GROUP}: {text}\n")
 
     # -------------------------------------------------------------- loading
 
@@ -163,13 +156,11 @@ class Plugins:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not stop the others
                 self.failures.append(PluginFailure(name, source, f"{type(exc).__name__}: {exc}"))
-                self.trace(f"{name} ({source}) failed to import: {type(exc).__name__}: {exc}")
                 continue
             self._add(plugin, name, source, dist)
 
     def _add(self, plugin: Any, name: str, source: str, distribution: str | None = None) -> None:
         if self.pm.is_registered(plugin):  # e.g. passed in code and installed too: it is loaded, once
-            self.trace(f"{name} ({source}) is already loaded as {self.pm.get_name(plugin)}")
             return
         unknown = [
             attr
@@ -179,9 +170,6 @@ class Plugins:
         if unknown:
             self.failures.append(
                 PluginFailure(name, source, "implements hooks that do not exist: " + ", ".join(sorted(unknown)))
-            )
-            self.trace(
-                f"{name} ({source}) not loaded: implements hooks that do not exist: {', '.join(sorted(unknown))}"
             )
             return
         try:
@@ -194,7 +182,6 @@ class Plugins:
             return
         hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ())
         self.info[name] = PluginInfo(name, source, {k: [] for k in KINDS}, hooks, distribution)
-        self.trace(f"loaded {name} ({source}): {', '.join(hooks) or 'no hooks'}")
 
     def _collect(self) -> Registry:
         """Call each registration hook once per plugin, so every name is tied to the plugin that gave it."""
@@ -202,12 +189,12 @@ class Plugins:
         for hook_name, (kind, cls) in REGISTRATION_HOOKS.items():
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 plugin = impl.plugin_name
-                self._call_register(registry, impl, plugin, kind, cls, hook_name)
+                self._call_register(registry, impl, plugin, kind, cls)
         for impl in self.pm.hook.register_event_types.get_hookimpls():
-            self._call_register(registry, impl, impl.plugin_name, "event type", None, "register_event_types")
+            self._call_register(registry, impl, impl.plugin_name, "event type", None)
         return registry
 
-    def _call_register(self, registry: Registry, impl, plugin: str, kind: str, cls, hook_name: str) -> None:
+    def _call_register(self, registry: Registry, impl, plugin: str, kind: str, cls) -> None:
         staged: list[tuple[str, Any]] = []
 
         def register(item: Any, fields: dict[str, str] | None = None) -> None:
@@ -223,13 +210,12 @@ class Plugins:
                 raise TypeError(f"{cls.__name__} '{item.name}' has no '{needed}' callable")
             staged.append((item.name, attrs.evolve(item, provider=plugin)))
 
+        self.trace(impl.function.__name__, plugin)
         try:
             impl.function(register=register)
         except Exception as exc:
             self.failures.append(PluginFailure(plugin, self.info[plugin].source, f"{type(exc).__name__}: {exc}"))
-            self.trace(f"{hook_name} [{plugin}] raised {type(exc).__name__}: {exc}")
             return
-        self.trace(f"{hook_name} [{plugin}] registered: {', '.join(name for name, _ in staged) or 'nothing'}")
         for name, value in staged:
             registry.add(kind, name, value, plugin)
             self.info[plugin].provides[kind].append(name)
@@ -261,13 +247,17 @@ class Plugins:
         """Why the plugin called ``name`` (its distribution name) did not load, if it did not."""
         return next((f for f in self.failures if f.name == name), None)
 
+    def trace(self, hook: str, plugin: str, detail: str = "") -> None:
+        """With LOYALTY_TRACE_PLUGINS set, one line on standard error per hook call."""
+        if self.tracing:
+            sys.stderr.write(f"loyalty-plugins: {hook} -> {plugin}{' ' + detail if detail else ''}\n")
+
     def call_before_evaluate(self, event, member, engine) -> None:
         for plugin, function in self.before_evaluate:
-            self.trace(f"before_evaluate [{plugin}] event '{event.id}'")
+            self.trace("before_evaluate", plugin, f"event {event.id}")
             try:
                 function(event=event, member=member, engine=engine)
             except Exception as exc:
-                self.trace(f"before_evaluate [{plugin}] raised {type(exc).__name__}: {exc}")
                 raise PluginError(
                     f"plugin '{plugin}' refused event '{event.id}' in before_evaluate: {type(exc).__name__}: {exc}",
                     plugin=plugin,
@@ -276,11 +266,10 @@ class Plugins:
     def call_after_commit(self, event, result, engine) -> list[str]:
         errors = []
         for plugin, function in self.after_commit:
-            self.trace(f"after_commit [{plugin}] event '{event.id}'")
+            self.trace("after_commit", plugin, f"event {event.id}")
             try:
                 function(event=event, result=result, engine=engine)
             except Exception as exc:  # the event is committed: report, and let the other plugins run
-                self.trace(f"after_commit [{plugin}] raised {type(exc).__name__}: {exc}")
                 errors.append(f"plugin '{plugin}' failed in after_commit for '{event.id}': {type(exc).__name__}: {exc}")
         return errors
 

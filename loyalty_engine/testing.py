@@ -13,15 +13,20 @@ and ask for the fixtures::
 The engine checks the rules against the built-ins plus the plugins you pass
 (installed plugins stay out unless ``installed=True``), so a test sees exactly
 the plugin under test. :class:`FakeChannel` records messages and can be told to
-fail, and :func:`assert_ledger_consistent` checks the invariant every test of a
+fail, :class:`HTTPRecorder` (fixture ``http_recorder``) is a local endpoint for
+channels that speak HTTP, and :func:`assert_ledger_consistent` checks the invariant every test of a
 stateful plugin should end with: each balance equals the sum of its entries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
+import time
 from collections.abc import Iterable
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -137,6 +142,51 @@ def channel_plugin(name: str, sender: Any, *, subject: bool = False, address: st
     return _ChannelPlugin()
 
 
+class HTTPRecorder:
+    """A local HTTP server on 127.0.0.1 for channel tests: records each POST, answers ``status``.
+
+    ``delay`` seconds before answering simulate a slow endpoint (to test a
+    sender's timeout). ``requests`` holds ``(headers, body bytes)``; ``json()``
+    the decoded bodies. Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, status: int = 200, delay: float = 0.0):
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.status = status
+        self.delay = delay
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.requests.append((dict(self.headers), body))
+                if recorder.delay:
+                    time.sleep(recorder.delay)
+                self.send_response(recorder.status)
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def json(self) -> list[Any]:
+        return [json.loads(body) for _, body in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> HTTPRecorder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def assert_ledger_consistent(engine: Engine) -> None:
     """Every member's stored balance equals the sum of their ledger entries, and no lot is below zero."""
     conn = engine.store.conn
@@ -167,6 +217,13 @@ def make_engine():
     yield factory
     for engine in engines:
         engine.close()
+
+
+@pytest.fixture
+def http_recorder():
+    """An :class:`HTTPRecorder` on 127.0.0.1, stopped after the test."""
+    with HTTPRecorder() as recorder:
+        yield recorder
 
 
 @pytest.fixture

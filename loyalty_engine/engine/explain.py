@@ -18,15 +18,15 @@ def reward_args(node: ast.Reward, values) -> dict:
     }
 
 
-def reward_text(reward, node: ast.Reward, args: dict) -> str:
-    """The explanation of a plugin reward: its type's ``describe(args)`` when it has one, else name and arguments."""
-    if reward is not None and reward.describe is not None:
+def reward_text(program, name: str, args: dict) -> str:
+    """The explanation of a plugin reward: its type's ``describe(args)``, or its arguments."""
+    spec = program.checked.schema.reward_types.get(name)
+    if spec is not None and spec.describe is not None:
         try:
-            return str(reward.describe(args))
-        except Exception as exc:  # an explanation must not fail the event
-            return f"{node.reward_type.name} reward (describe failed: {type(exc).__name__}: {exc})"
-    shown = ", ".join(f"{k}: {fmt(v)}" for k, v in args.items())
-    return f"{node.reward_type.name} reward ({shown})"
+            return f"{spec.describe(args)} ({name}, plugin {spec.provider})"
+        except Exception as exc:  # an explanation must never break evaluation
+            return f"{name} reward ({', '.join(f'{k}: {fmt(v)}' for k, v in args.items())}; describe failed: {exc})"
+    return f"{name} reward ({', '.join(f'{k}: {fmt(v)}' for k, v in args.items())})"
 
 
 def source_text(program, node) -> str:
@@ -179,7 +179,7 @@ def build_effects(outcome) -> list[Effect]:
                     Effect(
                         "reward",
                         name,
-                        reward_text(checked.schema.reward_types.get(node.reward_type.name), node, args),
+                        reward_text(program, node.reward_type.name, args),
                         where,
                         reward=node.reward_type.name,
                         args=args,

@@ -967,6 +967,12 @@ class SQLiteStore:
     def outbox_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
 
+    def pending_channels(self) -> dict[str, int]:
+        """Channels with messages waiting (pending or to be retried), with how many."""
+        return dict(
+            self.conn.execute("SELECT channel, count(*) FROM outbox WHERE status = 'pending' GROUP BY 1").fetchall()
+        )
+
     def messages(self, status: str | None = None) -> list[Message]:
         sql = f"SELECT {self._MSG} FROM outbox" + (" WHERE status = ?" if status else "") + " ORDER BY id"
         return [self._message(r) for r in self.conn.execute(sql, (status,) if status else ()).fetchall()]

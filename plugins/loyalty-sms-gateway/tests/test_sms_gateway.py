@@ -1,10 +1,6 @@
-"""The SMS gateway channel against a local HTTP server (127.0.0.1 only; every loop is bounded)."""
+"""The SMS gateway channel against a local HTTP server (the kit's http_recorder, on 127.0.0.1)."""
 
 import datetime as dt
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import loyalty_sms_gateway
 import pytest
@@ -14,43 +10,9 @@ from loyalty_engine.testing import NOW
 RULES = 'rule "Thanks" on purchase { send sms "谢谢 {member.name}! You earned points." }\n'
 
 
-class Gateway:
-    """A fake SMS gateway: records requests; ``mode`` makes it fail ("500"), reject ("400") or hang ("slow")."""
-
-    def __init__(self):
-        self.requests = []
-        self.mode = "ok"
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                gateway.requests.append((dict(self.headers), json.loads(body)))
-                if gateway.mode == "slow":
-                    time.sleep(1.0)
-                status = {"ok": 202, "500": 500, "400": 400, "slow": 202}[gateway.mode]
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/messages"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def gateway():
-    g = Gateway()
-    yield g
-    g.close()
+def gateway(http_recorder):
+    return http_recorder
 
 
 def queued(make_engine, phone="+8613800000000"):
@@ -73,7 +35,7 @@ def test_message_posted_with_key_token_and_chinese_text(make_engine, gateway):
     assert missing == {}
     report = engine.deliver(senders, now=NOW)
     assert report.sent == 1
-    headers, body = gateway.requests[0]
+    headers, body = gateway.requests[0][0], gateway.json()[0]
     assert body == {"to": "+8613800000000", "text": "谢谢 王芳! You earned points.", "sender_id": "BEANS",
                     "reference": "t-1:1"}  # fmt: skip
     assert headers["Authorization"] == "Bearer k-1" and headers["Idempotency-Key"] == "t-1:1"
@@ -83,13 +45,13 @@ def test_message_posted_with_key_token_and_chinese_text(make_engine, gateway):
 def test_gateway_errors_and_timeouts_leave_the_message_for_retry(make_engine, gateway):
     engine = queued(make_engine)
     senders, _ = engine.senders(config(gateway), only=["sms"])
-    gateway.mode = "500"
+    gateway.status = 500
     report = engine.deliver(senders, now=NOW)
     assert (report.sent, report.retried) == (0, 1) and "500" in report.errors[0]
-    gateway.mode = "slow"  # answers after 1 s, the sender gives up after 0.3 s
+    gateway.status, gateway.delay = 202, 1.0  # answers after 1 s, the sender gives up after 0.3 s
     report = engine.deliver(senders, now=NOW + dt.timedelta(hours=1))
     assert (report.sent, report.retried) == (0, 1) and "timed out" in report.errors[0]
-    gateway.mode = "ok"
+    gateway.delay = 0
     report = engine.deliver(senders, now=NOW + dt.timedelta(hours=2))
     assert report.sent == 1
     keys = {h["Idempotency-Key"] for h, _ in gateway.requests}
@@ -99,7 +61,7 @@ def test_gateway_errors_and_timeouts_leave_the_message_for_retry(make_engine, ga
 def test_rejected_or_unaddressable_messages_are_dead_lettered_at_once(make_engine, gateway):
     engine = queued(make_engine)
     senders, _ = engine.senders(config(gateway), only=["sms"])
-    gateway.mode = "400"
+    gateway.status = 400
     assert engine.deliver(senders, now=NOW).dead == 1
     nophone = queued(make_engine, phone=None)
     senders, _ = nophone.senders(config(gateway), only=["sms"])
