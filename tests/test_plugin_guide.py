@@ -147,9 +147,10 @@ def run(command: str, cwd: Path, paths: list[Path]) -> subprocess.CompletedProce
         key, _, value = words.pop(0).partition("=")
         env[key] = value
     env.update(PYTHONPATH=os.pathsep.join(str(p) for p in paths), PYTHONIOENCODING="utf-8")
-    program = {"loyalty": str(LOYALTY), "python": sys.executable}[words[0]]
+    loyalty = [str(LOYALTY)] if LOYALTY.exists() else [sys.executable, "-m", "loyalty_engine.cli"]
+    program = {"loyalty": loyalty, "python": [sys.executable]}[words[0]]
     return subprocess.run(
-        [program, *words[1:]],
+        [*program, *words[1:]],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
