@@ -235,3 +235,23 @@ def test_a_plugin_passed_in_code_and_installed_loads_once_without_a_failure():
     assert loaded.failures == []
     assert [p.name for p in loaded.list()].count("Stamps") == 1
     assert "stamp_card" in loaded.registry.reward_types
+
+
+def test_register_reward_types_reverse_raising_rolls_the_refund_back():
+    class Fragile:
+        @hookimpl
+        def register_reward_types(self, register):
+            def reverse(ctx, entry, amount):
+                raise ConnectionError("partner is down")
+
+            register(RewardType("fragile", {"n": "number"}, apply=lambda ctx: 10, reverse=reverse, unit="n"))
+
+    rules = 'rule "Base" on purchase { award 1 point per 1 CNY of net_amount }\nrule "F" on purchase { reward fragile(n: 1) }'
+    engine = engine_for(rules, [Fragile()])
+    engine.process(purchase("t-1", "m-1", *BASKET))
+    with pytest.raises(PluginError, match="'fragile' of plugin 'Fragile' failed to reverse rule 'F'") as failure:
+        engine.process(refund("r-1", "t-1", "m-1", ("CAKE", 1)))
+    assert (failure.value.plugin, failure.value.rule) == ("Fragile", "F")
+    member = engine.member("m-1")
+    assert member.balances["points"].total == 100 and member.rewards["fragile"]["n"] == 10  # nothing taken back
+    assert engine.store.get_event("r-1") is None  # the refund's id is free
