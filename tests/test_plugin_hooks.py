@@ -255,3 +255,20 @@ def test_register_reward_types_reverse_raising_rolls_the_refund_back():
     member = engine.member("m-1")
     assert member.balances["points"].total == 100 and member.rewards["fragile"]["n"] == 10  # nothing taken back
     assert engine.store.get_event("r-1") is None  # the refund's id is free
+
+
+def test_register_reward_types_reverse_reads_its_own_balance():
+    seen = []
+
+    class Wallet:
+        @hookimpl
+        def register_reward_types(self, register):
+            def reverse(ctx, entry, amount):
+                seen.append((ctx.reward_type.name, ctx.balance()))
+
+            register(RewardType("wallet", {"n": "number"}, apply=lambda ctx: 10, reverse=reverse, unit="n"))
+
+    engine = engine_for('rule "W" on purchase { reward wallet(n: 1) }', [Wallet()])
+    engine.process(purchase("t-1", "m-1", *BASKET))
+    engine.process(refund("r-1", "t-1", "m-1", ("CAKE", 1)))  # 36 of 100 back: 3 of the 10
+    assert seen == [("wallet", Decimal(7))]  # the reversal is journalled before reverse is called

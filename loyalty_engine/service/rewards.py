@@ -195,6 +195,7 @@ def reverse_rewards(engine, record: MemberRecord, original: Event, refund: Event
             ctx = RewardContext(engine.applier, record, refund, refund.at, refund.id)
             ctx.rule = entry.rule
             ctx.args = dict(entry.args)
+            ctx.reward_type = reward  # so ctx.balance() reads this type's journal, as in apply
             try:
                 reward.reverse(ctx, entry, change)
             except LoyaltyError:
