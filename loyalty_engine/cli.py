@@ -222,10 +222,9 @@ def schema(as_json: bool) -> None:
             out.print(f"  {key}: {shown}", markup=False)
 
 
-from . import cli_plugins, cli_state  # noqa: E402, F401 - register their commands on `main`
+from . import cli_plugins, cli_simulate, cli_state  # noqa: E402, F401 - register their commands on `main`
 
 if __name__ == "__main__":  # pragma: no cover - python -m loyalty_engine.cli: use the module the commands live on
     from loyalty_engine.cli import main as registered
 
     registered()
-from . import cli_simulate  # noqa: E402, F401 - registers generate-history and simulate on `main`
