@@ -15,6 +15,7 @@ Keep state (ledger, tiers, coupons, triggers) in the embedded SQLite store::
 
 from .engine.effects import Effect
 from .engine.outcome import Outcome
+from .engine.trace import Trace
 from .errors import (
     ConflictError,
     EvaluationError,
@@ -54,6 +55,7 @@ __all__ = [
     "Schema",
     "Store",
     "StoreError",
+    "Trace",
     "check_program",
     "default_schema",
     "evaluate",
