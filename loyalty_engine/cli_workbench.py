@@ -58,6 +58,7 @@ def test_cmd(paths: tuple[Path, ...], seed: int | None, max_examples: int | None
         for example in test.examples:
             result = run_example(program, test, example)
             cov.fired |= result.fired
+            cov.examples += 1
             head = f"{path}:{example.line}: {example.name}"
             if result.passed:
                 passed += 1
@@ -82,6 +83,8 @@ def test_cmd(paths: tuple[Path, ...], seed: int | None, max_examples: int | None
                     for line in inv.report:
                         out.print(f"  {line}", markup=False)
     for cov in coverage.values():
+        if not cov.examples:
+            continue
         out.print(f"coverage of {cov.program.name}: {cov.summary()}", markup=False)
         for kind, name, where in cov.never_fired():
             out.print(f"  never fired: {kind} '{name}' ({where})", markup=False)
@@ -137,3 +140,99 @@ def describe_cmd(program: Path, lang: str, cashier: bool) -> None:
     prog = _load(program)
     text = cashier_sheet(prog, lang) if cashier else describe(prog, lang)
     click.echo(text, nl=False)
+
+
+# ------------------------------------------------------------------ shadow-report
+
+
+@main.command("shadow-report")
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help="Database."
+)
+@click.option("--candidate", help="Only this candidate program version (a prefix is enough).")
+@click.option("--top", default=5, show_default=True, help="How many members and rules to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def shadow_report(db: Path, candidate: str | None, top: int, as_json: bool) -> None:
+    """Summarise where a candidate program run in shadow mode differed from the live one.
+
+    Counts of events compared, differing and failed; the points delta; coupons,
+    tiers and messages that differ; the members and rules with the largest
+    differences. Record a shadow run with 'loyalty run PROGRAM EVENTS --shadow CANDIDATE'
+    or Engine(..., shadow=candidate).
+    """
+    from .service.shadow import report
+    from .store.sqlite import SQLiteStore
+
+    if not db.exists():
+        from .cli import _input_error
+
+        _input_error(f"database '{db}' does not exist")
+    store = SQLiteStore(db)
+    try:
+        reports = report(store, candidate, top)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(reports, ensure_ascii=False, indent=2, default=_json_default))
+        return
+    if not reports:
+        out.print("no shadow runs recorded in this database", markup=False)
+        return
+    for r in reports:
+        _print_shadow(r)
+
+
+def _json_default(value):
+    from decimal import Decimal
+
+    from .engine.effects import json_number
+
+    if isinstance(value, Decimal):
+        return json_number(value)
+    raise TypeError(type(value).__name__)
+
+
+def _print_shadow(r: dict) -> None:
+    from .engine.outcome import fmt
+
+    def signed(v) -> str:
+        return ("+" if v > 0 else "") + fmt(v)
+
+    c = r["counts"]
+    out.print(
+        f"candidate {r['candidate_name']} ({r['candidate'][:12]}) beside live {', '.join(v[:12] for v in r['live'])}"
+    )
+    out.print(
+        f"  events compared: {c['events']}: {c['same']} the same, {c['differs']} different, {c['error']} failed in the candidate",
+        markup=False,
+    )
+    p = r["points"]
+    out.print(f"  points: live {fmt(p['live'])}, candidate {fmt(p['candidate'])} ({signed(p['delta'])})", markup=False)
+    for b, v in r["balances"].items():
+        out.print(f"  {b}: live {fmt(v['live'])}, candidate {fmt(v['candidate'])} ({signed(v['delta'])})", markup=False)
+    if r["coupons"]:
+        out.print("  coupons issued, on the events where they differ:", markup=False)
+    for code, v in r["coupons"].items():
+        out.print(f"    {code}: live {v['live']}, candidate {v['candidate']}", markup=False)
+    if r["tier_differences"]:
+        out.print(f"  tier reached differs on {r['tier_differences']} events", markup=False)
+    if r["message_differences"]:
+        out.print(f"  messages differ on {r['message_differences']} events", markup=False)
+    if r["top_members"]:
+        out.print("  members with the largest points difference:", markup=False)
+        for m in r["top_members"]:
+            out.print(f"    {m['member']}: {signed(m['delta'])}", markup=False)
+    if r["rules"]:
+        out.print("  per rule (points on the events where they differ):", markup=False)
+        for rule in r["rules"]:
+            text = f"    {rule['rule']}: "
+            if rule["live"] or rule["candidate"]:
+                text += (
+                    f"live {fmt(rule['live'])}, candidate {fmt(rule['candidate'])} ({signed(rule['delta'])}) points, "
+                )
+            text += f"differs on {rule['events']} event{'s' if rule['events'] != 1 else ''}"
+            if rule["applied_live"] != rule["applied_candidate"]:
+                text += f" (applied {rule['applied_live']} times live, {rule['applied_candidate']} in the candidate)"
+            out.print(text, markup=False)
+    for e in r["errors"]:
+        out.print(f"  candidate failed on {e['event']}: {e['error']}", markup=False)

@@ -48,8 +48,8 @@ PRELUDE_TIERS = (
 PRELUDE_GROUP = 'group "Welcome" pick best\n'
 
 # Guides with doctests, and the folder each runs in ("files": a scratch folder with the guide's files).
-GUIDES = {"embedding.md": "root", "store.md": "files"}
-CONSOLE_GUIDES = ["store.md"]
+GUIDES = {"embedding.md": "root", "store.md": "files", "workbench.md": "files"}
+CONSOLE_GUIDES = ["store.md", "workbench.md"]
 
 
 def language_blocks():

@@ -30,6 +30,7 @@ from typing import Any
 from attrs import field, frozen
 
 from ..language import ast
+from ..language import types as T
 from ..language.checker import flatten_and
 from . import runtime
 from .effects import Effect, json_number
@@ -60,13 +61,14 @@ class Condition:
     left_value: Any = None
     right: str | None = None
     right_value: Any = None
+    money: tuple[bool, bool] = (False, False)  # whether each side is an amount of money (shown with 2 decimals)
 
     def describe(self) -> str:
         """``net_amount 87.50 >= 100: false``: each side that is not a plain value shows its value."""
         if self.op is None:
             return f"{self.text}: {_yes(self.passed)}"
-        left = _side(self.left, self.left_value)
-        right = _side(self.right, self.right_value)
+        left = _side(self.left, self.left_value, self.money[0])
+        right = _side(self.right, self.right_value, self.money[1])
         return f"{left} {OPS.get(self.op, self.op)} {right}: {_yes(self.passed)}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,7 +332,8 @@ def _conditions(outcome, plan):
             left_text, right_text = _plain_side(program, conjunct.left), _plain_side(program, conjunct.right)
             if _is_weekday(conjunct.left) or _is_weekday(conjunct.right):  # 0..6 read as monday..sunday
                 left, right = _weekday_name(left), _weekday_name(right)
-            yield Condition(text, passed, conjunct.op, left_text, left, right_text, right)
+            money = tuple(program.checked.type_of(side) == T.MONEY for side in (conjunct.left, conjunct.right))
+            yield Condition(text, passed, conjunct.op, left_text, left, right_text, right, money)
         else:
             yield Condition(text, passed)
 
@@ -355,18 +358,20 @@ def _plain_side(program, node) -> str:
     if isinstance(node, ast.Path) and node.dotted in _Day.NAMES:  # monday ... sunday are plain values too
         return "=" + text
     if isinstance(node, ast.Literal) or (
-        isinstance(node, ast.ListExpr) and all(isinstance(i, ast.Literal) for i in node.items)
+        isinstance(node, ast.ListExpr)
+        and all(isinstance(i, ast.Literal) or isinstance(i, ast.Path) and i.dotted in _Day.NAMES for i in node.items)
     ):
         return "=" + text
     return text
 
 
-def _side(text: str | None, value: Any) -> str:
+def _side(text: str | None, value: Any, money: bool = False) -> str:
+    shown = f"{value:.2f}" if money and isinstance(value, Decimal) else _value(value)
     if text is None:
-        return _value(value)
+        return shown
     if text.startswith("="):
         return text[1:]
-    return f"{text} {_value(value)}"
+    return f"{text} {shown}"
 
 
 def span_text(program, node) -> str:

@@ -294,6 +294,7 @@ def render_failure(failure: Failure, path: str) -> list[str]:
 class Coverage:
     program: Program
     fired: set[str] = field(factory=set)
+    examples: int = 0
 
     def never_fired(self) -> list[tuple[str, str, str]]:
         """(kind, name, location) of every rule and trigger no example fired."""

@@ -79,9 +79,13 @@ class Marked(dict):
     line: int = 0
     column: int = 1
     key_lines: dict
+    key_columns: dict
 
     def line_of(self, key: str) -> int:
         return self.key_lines.get(key, self.line)
+
+    def column_of(self, key: str) -> int:
+        return self.key_columns.get(key, 1)
 
 
 class MarkedList(list):
@@ -97,6 +101,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode):
     data.line = node.start_mark.line + 1
     data.column = node.start_mark.column + 1
     data.key_lines = {}
+    data.key_columns = {}
     yield data
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
@@ -109,6 +114,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode):
             )
         data[key] = loader.construct_object(value_node, deep=True)
         data.key_lines[key] = key_node.start_mark.line + 1
+        data.key_columns[key] = key_node.start_mark.column + 1
 
 
 def _sequence(loader: _Loader, node: yaml.SequenceNode):
@@ -222,7 +228,7 @@ class _Reader:
         for key in mapping:
             if key not in allowed:
                 hint = did_you_mean(key, allowed) or f"{what} keys are: {', '.join(allowed)}"
-                self.error(mapping.line_of(key), f"unknown key '{key}' in {what}", hint)
+                self.error(mapping.line_of(key), f"unknown key '{key}' in {what}", hint, mapping.column_of(key))
 
     def mapping(self, value: Any, line: int, what: str) -> Marked | None:
         if isinstance(value, Marked):
