@@ -61,6 +61,7 @@ INVARIANT_KEYS = (
     "earning_monotone_in_amount",
 )
 DEFAULT_MEMBER_ID = "m-1"
+SKIPPED = ("node_modules", "site-packages", "__pycache__")  # with hidden folders (.venv, .git): never searched
 
 
 class TestFileError(LoyaltyError):
@@ -447,7 +448,13 @@ def discover(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found.extend(sorted(p.rglob(f"*{SUFFIX}")))
+            found.extend(
+                sorted(
+                    f
+                    for f in p.rglob(f"*{SUFFIX}")
+                    if not any(part.startswith(".") or part in SKIPPED for part in f.relative_to(p).parts[:-1])
+                )
+            )
         else:
             found.append(p)
     return found
