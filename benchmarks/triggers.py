@@ -52,8 +52,8 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from loyalty_engine.default_plugins import scoring
 from loyalty_engine.program import load_program
-from loyalty_engine.service import scoring
 from loyalty_engine.service.engine import Engine
 from loyalty_engine.service.history import shift
 

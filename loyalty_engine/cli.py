@@ -204,7 +204,11 @@ def schema(as_json: bool) -> None:
         "functions": {name: fn.doc for name, fn in s.functions.items()},
         "channels": {name: c.doc for name, c in s.channels.items()},
         "scores": {name: f"{sc.type}: {sc.doc}" for name, sc in s.scores.items()},
-        "reward_types": {name: r.doc for name, r in s.reward_types.items()},
+        "reward_types": {
+            f"{name}({', '.join(f'{a}: {t}' for a, t in r.params.items())})": f"{r.doc} [{r.provider}]"
+            for name, r in s.reward_types.items()
+            if not r.keyword
+        },
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -219,6 +223,7 @@ def schema(as_json: bool) -> None:
 
 
 from . import (  # noqa: E402 - registers the commands on `main`
+    cli_plugins,  # noqa: F401 - plugins
     cli_state,  # noqa: F401 - the database commands
     cli_workbench,  # noqa: F401 - test, explain, describe, shadow-report
 )

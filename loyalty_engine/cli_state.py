@@ -186,6 +186,9 @@ def member(member_id: str, db: Path, program: Path | None, as_json: bool):
             f"tier: [bold]{t.name}[/bold] since {t.since}, review {t.review}{grace}; "
             f"{t.metric} over {t.window}: {_num(t.value)} ({progress})"
         )
+    for reward, units in view.rewards.items():
+        shown = ", ".join(f"{fmt(v)} {u}".strip() for u, v in units.items())
+        out.print(f"{reward}: {shown}", markup=False)
     if view.coupons:
         out.print("coupons: " + ", ".join(f"{c.code} ({c.status}, until {c.valid_until or '-'})" for c in view.coupons))
     history = Table("when", "balance", "kind", "amount", "rule / reason", "event", title="recent ledger entries")
@@ -314,13 +317,35 @@ def import_members_cmd(file: Path, db: Path, program: Path | None, as_json: bool
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 @click.option("--channel", "channels", multiple=True, help="Deliver only these channels (default: all).")
-def deliver(db: Path, program: Path | None, channels: tuple[str, ...]):
-    """Deliver queued messages, printing each to the console (with its dedupe key)."""
-    from .service.outbox import ConsoleChannel
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Channel settings, [channels.NAME] tables (default: ./loyalty.toml when present).")  # fmt: skip
+@click.option("--console", "console", is_flag=True,
+              help="Print the messages of channels without settings instead of leaving them queued.")  # fmt: skip
+def deliver(db: Path, program: Path | None, channels: tuple[str, ...], config_path: Path | None, console: bool):
+    """Deliver queued messages through the channels' senders, with retries and backoff.
 
+    Without a configuration file every message is printed to the console with
+    its dedupe key (a dry run). With one, each channel is built from its
+    [channels.NAME] settings; channels left without settings keep their
+    messages queued (or print them, with --console).
+    """
+    from .config import load_config
+
+    try:
+        config = load_config(config_path)
+    except LoyaltyError as exc:
+        _input_error(str(exc))
     with open_engine(program, db, must_exist=True) as engine:
         names = channels or tuple(engine.program.checked.schema.channels)
-        report = engine.deliver({name: ConsoleChannel() for name in names})
+        settings = (config or {}).get("channels", {})
+        senders, missing = engine.senders(settings, console_fallback=console or config is None, only=names)
+        waiting = engine.store.pending_channels()
+        for name, reason in sorted(missing.items()):
+            if waiting.get(name):
+                err.print(f"{name}: {waiting[name]} message(s) stay queued: {reason}", markup=False)
+        report = engine.deliver(senders)
+    for line in report.errors:
+        err.print(line, markup=False)
     out.print(f"sent {report.sent}, will retry {report.retried}, dead-lettered {report.dead}")
 
 

@@ -218,6 +218,8 @@ def _print_shadow(r: dict) -> None:
         out.print(f"  tier reached differs on {r['tier_differences']} events", markup=False)
     if r["message_differences"]:
         out.print(f"  messages differ on {r['message_differences']} events", markup=False)
+    if r.get("reward_differences"):
+        out.print(f"  plugin rewards differ on {r['reward_differences']} events", markup=False)
     if r["top_members"]:
         out.print("  members with the largest points difference:", markup=False)
         for m in r["top_members"]:

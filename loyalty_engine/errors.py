@@ -92,3 +92,21 @@ class RefusedError(LoyaltyError):
 
     def __repr__(self) -> str:
         return f"<RefusedError {self.code}: {self.reason}>"
+
+
+class PluginError(LoyaltyError):
+    """A plugin failed: it could not load, registered a name twice, or raised while working.
+
+    ``plugin`` names the plugin; ``rule`` and ``location`` the rule it was
+    working for, when there is one. Raised inside an event, the whole event was
+    rolled back and its id stays free for a retry.
+    """
+
+    def __init__(self, message: str, plugin: str | None = None, rule: str | None = None, location: str | None = None):
+        self.plugin = plugin
+        self.rule = rule
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+    def __repr__(self) -> str:
+        return f"<PluginError plugin={self.plugin!r} rule={self.rule!r}: {self}>"

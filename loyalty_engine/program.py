@@ -269,7 +269,8 @@ def load_program(path: str | Path, text: str | None = None, schema: Schema | Non
         digest.update("\n".join(result.sources.texts[name]).encode())
         digest.update(b"\0")
     source_hash = digest.hexdigest()
-    key = (source_hash, id(schema) if schema is not None else None)
+    # the path as given is part of the key: locations in explanations name the file the way the caller did
+    key = (source_hash, str(path), id(schema) if schema is not None else None)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:

@@ -26,8 +26,11 @@ import pytest
 import yaml
 
 from loyalty_engine.errors import InputError, RuleFileError
+from loyalty_engine.plugins import core_schema
 from loyalty_engine.program import check_program, load_program
 from loyalty_engine.wire import structure_context, structure_event
+
+CORE = core_schema()  # the built-ins only: cases must not depend on which plugins are installed
 
 ROOT = Path(__file__).resolve().parent.parent / "dsl" / "conformance"
 TOP_KEYS = {
@@ -212,7 +215,7 @@ def run_case(path: Path) -> None:
     assert len(modes) <= 1, f"a case has one kind of expectation, not {modes}"
 
     # ---------------------------------------------------------- rule-file diagnostics
-    result = check_program(name, text=text)
+    result = check_program(name, text=text, schema=CORE)
     rendered = "\n".join(d.render() for d in result.diagnostics)
     if "expect_errors" in case:
         _check_keys(
@@ -227,7 +230,7 @@ def run_case(path: Path) -> None:
         if "expect_warnings" in case:
             _match_all(list(case["expect_warnings"]), _first_lines(result.warnings), "warnings", rendered)
         with pytest.raises(RuleFileError) as info:
-            load_program(name, text=text)
+            load_program(name, text=text, schema=CORE)
         assert len(info.value.errors) == len(case["expect_errors"])
         return
 
@@ -236,7 +239,7 @@ def run_case(path: Path) -> None:
         _match_all(list(case["expect_warnings"]), _first_lines(result.warnings), "warnings", rendered)
     for want in case.get("expect_hints", []):
         assert any(want in (d.hint or "") for d in result.diagnostics), f"no hint contains {want!r}:\n{rendered}"
-    program = load_program(name, text=text)
+    program = load_program(name, text=text, schema=CORE)
     member_data = jsonish(case.get("member", DEFAULT_MEMBER))
 
     if "expect_input_error" in case:

@@ -154,10 +154,10 @@ def missing_lines(expected: list[str], output: str) -> list[str]:
 
 def fixed_clock_engine(now: dt.datetime):
     class FixedClockEngine(engine_module.Engine):
-        def __init__(self, program, store, clock=None):
+        def __init__(self, program, store, clock=None, **options):
             if clock is None or clock is engine_module.utc_now:
                 clock = lambda: now  # noqa: E731
-            super().__init__(program, store, clock)
+            super().__init__(program, store, clock, **options)
 
     return FixedClockEngine
 

@@ -339,7 +339,7 @@ def test_a_database_from_before_shadow_mode_gets_its_table_on_opening(tmp_path):
     engine_with_entries(path).close()
     conn = sqlite3.connect(path)
     conn.execute("DROP TABLE shadow_diffs")
-    conn.execute("DELETE FROM _migrations WHERE name = 'm007_shadow_diffs'")
+    conn.execute("DELETE FROM _migrations WHERE name = 'm008_shadow_diffs'")
     conn.commit()
     conn.close()
     store = SQLiteStore(path)  # as a database written by the previous release

@@ -12,7 +12,9 @@ from loyalty_engine.language import ast
 from loyalty_engine.workbench.describe import cashier_sheet, describe, factor, num
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "dsl" / "examples"
-PROGRAMS = ["coffee_chain", "fashion_retailer", "hotel", "supermarket_zh"]
+PROGRAMS = sorted(
+    p.name.removesuffix(".loy") for p in EXAMPLES.glob("*.loy")
+)  # bubble_tea_plugins needs the plugins extra
 
 
 def facts(program) -> list[tuple[str, str]]:

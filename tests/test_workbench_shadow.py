@@ -185,3 +185,19 @@ def test_a_shadow_row_that_cannot_be_written_does_not_fail_the_live_event(progra
     engine.store.conn.execute("DROP TABLE shadow_diffs")
     assert engine.process(purchase(1, "150")).points == 150
     assert engine.shadowing.log.failed == 1
+
+
+def test_plugin_rewards_are_compared(tmp_path):
+    pytest.importorskip("loyalty_cashback")
+    head = 'program "Shop" { currency CNY timezone "Asia/Shanghai" }\n'
+    live = tmp_path / "live.loy"
+    live.write_text(head + 'rule "Back" on purchase { reward cashback(amount: net_amount * 2%) }\n', encoding="utf-8")
+    candidate = tmp_path / "cand.loy"
+    candidate.write_text(
+        head + 'rule "Back" on purchase { reward cashback(amount: net_amount * 3%) }\n', encoding="utf-8"
+    )
+    engine = Engine(load_program(live), SQLiteStore(":memory:"), shadow=load_program(candidate))
+    engine.process(purchase(1, "100"))
+    (row,) = rows(engine)
+    assert row["status"] == "differs"
+    assert json.loads(row["details"])["rewards"] == [["cashback(amount: 2)"], ["cashback(amount: 3)"]]

@@ -10,6 +10,25 @@ from .effects import Effect
 from .outcome import _HEAD, _PER_BALANCE, allocate, fmt, money, span_location
 
 
+def reward_args(node: ast.Reward, values) -> dict:
+    """A plugin reward's arguments by name, as the rule evaluated them (numbers as Decimal)."""
+    return {
+        arg.name: Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        for (arg, _), value in zip(node.args, values)
+    }
+
+
+def reward_text(program, name: str, args: dict) -> str:
+    """The explanation of a plugin reward: its type's ``describe(args)``, or its arguments."""
+    spec = program.checked.schema.reward_types.get(name)
+    if spec is not None and spec.describe is not None:
+        try:
+            return f"{spec.describe(args)} ({name}, plugin {spec.provider})"
+        except Exception as exc:  # an explanation must never break evaluation
+            return f"{name} reward ({', '.join(f'{k}: {fmt(v)}' for k, v in args.items())}; describe failed: {exc})"
+    return f"{name} reward ({', '.join(f'{k}: {fmt(v)}' for k, v in args.items())})"
+
+
 def source_text(program, node) -> str:
     span = getattr(node, "span", None)
     if span is None or span.line != span.end_line:
@@ -155,16 +174,12 @@ def build_effects(outcome) -> list[Effect]:
             elif a.kind == "set_tier":
                 effects.append(Effect("tier", name, f"tier set to {node.tier.name}", where, tier=node.tier.name))
             elif a.kind == "reward":
-                args = {
-                    arg.name: Decimal(value) if isinstance(value, int) and not isinstance(value, bool) else value
-                    for (arg, _), value in zip(node.args, record[a.index])
-                }
-                shown = ", ".join(f"{k}: {fmt(v)}" for k, v in args.items())
+                args = reward_args(node, record[a.index])
                 effects.append(
                     Effect(
                         "reward",
                         name,
-                        f"{node.reward_type.name} reward ({shown})",
+                        reward_text(program, node.reward_type.name, args),
                         where,
                         reward=node.reward_type.name,
                         args=args,

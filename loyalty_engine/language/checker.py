@@ -486,8 +486,10 @@ class Checker:
         elif isinstance(action, ast.Send):
             channel = self.schema.channels.get(action.channel.name)
             if channel is None:
-                self.r.error(
+                self._unknown(
                     action.channel.span,
+                    "channel",
+                    action.channel.name,
                     f"unknown channel '{action.channel.name}'",
                     did_you_mean(action.channel.name, self.schema.channels)
                     or "channels: " + ", ".join(sorted(self.schema.channels)),
@@ -544,15 +546,31 @@ class Checker:
         if award.items_filter is not None:
             self._condition(award.items_filter, _Scope(scope.event_type, scope.event_fields, True, scope.where))
 
+    def _unknown(self, span, kind: str, name: str, message: str, hint: str | None) -> None:
+        """Report an unknown name; when a known plugin provides it, say which one to install."""
+        from ..known_plugins import missing_plugin
+
+        found = missing_plugin(kind, name, self.schema.plugins)
+        if found is not None:
+            message, hint = found
+        self.r.error(span, message, hint)
+
     def _reward(self, reward: ast.Reward, scope: _Scope) -> None:
-        spec = self.schema.reward_types.get(reward.reward_type.name)
-        if spec is None:
-            self.r.error(
+        name = reward.reward_type.name
+        spec = self.schema.reward_types.get(name)
+        if spec is not None and spec.keyword:
+            self.r.error(reward.reward_type.span, f"'{name}' is a built-in effect: write it as '{spec.keyword} ...'")
+            spec = None
+        elif spec is None:
+            usable = [n for n, t in self.schema.reward_types.items() if not t.keyword]
+            self._unknown(
                 reward.reward_type.span,
-                f"unknown reward type '{reward.reward_type.name}'",
-                did_you_mean(reward.reward_type.name, self.schema.reward_types)
-                or "reward types come from plugins; install the plugin that provides it",
+                "reward type",
+                name,
+                f"unknown reward type '{name}'",
+                did_you_mean(name, usable) or "reward types come from plugins; install the plugin that provides it",
             )
+        if spec is None:
             for _, value in reward.args:
                 self.expr(value, scope)
             return
@@ -786,7 +804,7 @@ class Checker:
             hint = did_you_mean(node.name.name, self.schema.functions)
             if hint is None and node.name.name in ("sum", "count"):
                 hint = f"write {node.name.name}(items where ...)"
-            self.r.error(node.name.span, f"unknown function '{node.name.name}'", hint)
+            self._unknown(node.name.span, "function", node.name.name, f"unknown function '{node.name.name}'", hint)
             return T.ANY
         low = len(fn.params) - fn.optional
         high = None if fn.variadic else len(fn.params)
@@ -819,8 +837,10 @@ class Checker:
             return T.ANY
         spec = self.schema.scores.get(arg.value)
         if spec is None:
-            self.r.error(
+            self._unknown(
                 arg.span,
+                "scoring model",
+                arg.value,
                 f"unknown score '{arg.value}'",
                 did_you_mean(arg.value, self.schema.scores)
                 or "scores come from scoring-model plugins: " + ", ".join(sorted(self.schema.scores)),

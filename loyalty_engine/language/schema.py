@@ -7,7 +7,7 @@ extend a copy of the default schema; the defaults are registered the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from attrs import define, field, frozen
@@ -99,6 +99,7 @@ class Function:
     variadic: bool = False
     needs_context: bool = False
     null_safe: bool = False  # impl handles None arguments itself
+    provider: str = "core"
 
     def result_type(self, arg_types: list[str]) -> str:
         return self.returns(arg_types) if callable(self.returns) else self.returns
@@ -106,28 +107,73 @@ class Function:
 
 @frozen
 class Channel:
+    """A message channel: ``send NAME "text"`` in a rule file queues a message on it.
+
+    ``address`` names the member field that holds the address (``"email"``,
+    ``"phone"``; None when the channel finds the member itself). ``factory``
+    builds the sender from the channel's configuration (a mapping, e.g. a
+    ``[channels.NAME]`` table of ``loyalty.toml``); the sender's
+    ``send(message)`` raises to have the message retried. ``needs`` lists the
+    configuration keys without which the channel cannot be built.
+    """
+
     name: str
     doc: str = ""
     subject: bool = False  # whether messages on it may carry a subject
+    address: str | None = None
+    factory: Callable[[Mapping[str, Any]], Any] | None = field(default=None, eq=False, repr=False)
+    needs: tuple[str, ...] = ()
+    provider: str = "core"
 
 
 @frozen
 class RewardType:
-    """A custom effect: ``reward NAME(arg: value, ...)``."""
+    """An effect a rule can have, with how it is applied to the store and reversed on refund.
+
+    Third-party types are used as ``reward NAME(arg: value, ...)``: ``params``
+    maps each argument to its type (``number``, ``money``, ``text``,
+    ``boolean``, ``date``) and ``required`` lists those that must be given.
+    ``apply(ctx)`` runs inside the event's transaction with a
+    :class:`~loyalty_engine.RewardContext` (``ctx.args`` holds the evaluated
+    arguments) and returns the amount granted in ``unit`` (or None); the engine
+    journals it. On a refund the engine journals the reversal of the returned
+    share and then calls ``reverse(ctx, entry, amount)`` when given. The
+    built-in effects (points, coupon, tier, message) are reached through their
+    own statements, named by ``keyword``.
+    """
 
     name: str
     params: dict[str, str]  # argument name -> type
     required: frozenset[str] = frozenset()
     doc: str = ""
     provider: str = "core"
+    apply: Callable[[Any], Any] | None = field(default=None, eq=False, repr=False)
+    reverse: Callable[[Any, Any, Any], Any] | None = field(default=None, eq=False, repr=False)
+    describe: Callable[[dict[str, Any]], str] | None = field(default=None, eq=False, repr=False)
+    unit: str | None = None  # what the journalled amount counts ("miles"); None: money in the program currency
+    keyword: str | None = None  # the statement of a built-in effect ("award", "issue coupon" ...)
 
 
 @frozen
-class Score:
+class ScoringModel:
+    """A score rule files read as ``score("NAME")``.
+
+    ``type`` is the value's type (number, money or text); ``reads`` lists the
+    member facts the model uses (see :class:`~loyalty_engine.MemberFacts`);
+    ``score(facts)`` computes one member's value and ``score_many(facts_list)``,
+    when given, many at once for batch work.
+    """
+
     name: str
     type: str
     doc: str = ""
     provider: str = "core"
+    score: Callable[[Any], Any] | None = field(default=None, eq=False, repr=False)
+    score_many: Callable[[list[Any]], list[Any]] | None = field(default=None, eq=False, repr=False)
+    reads: tuple[str, ...] = ()
+
+
+Score = ScoringModel  # the name the checker has always used
 
 
 @define
@@ -141,8 +187,9 @@ class Schema:
     functions: dict[str, Function] = field(factory=dict)
     channels: dict[str, Channel] = field(factory=dict)
     reward_types: dict[str, RewardType] = field(factory=dict)
-    scores: dict[str, Score] = field(factory=dict)
+    scores: dict[str, ScoringModel] = field(factory=dict)
     rounding_modes: tuple[str, ...] = ("floor", "ceiling", "half_up", "half_even", "half_down", "down", "up")
+    plugins: Any = field(default=None, eq=False, repr=False)  # the Plugins this schema was built from
 
     def copy(self) -> Schema:
         return Schema(
@@ -157,6 +204,7 @@ class Schema:
             reward_types=dict(self.reward_types),
             scores=dict(self.scores),
             rounding_modes=self.rounding_modes,
+            plugins=self.plugins,
         )
 
     # registration, used by the defaults and (later) by plugins
@@ -169,7 +217,7 @@ class Schema:
     def add_reward_type(self, reward: RewardType) -> None:
         self.reward_types[reward.name] = reward
 
-    def add_score(self, score: Score) -> None:
+    def add_score(self, score: ScoringModel) -> None:
         self.scores[score.name] = score
 
     def add_event_type(self, name: str, fields: dict[str, str]) -> None:
@@ -180,15 +228,7 @@ class Schema:
 
 
 def default_schema() -> Schema:
-    """The schema with the built-in event types, functions, channels and scores."""
-    from .builtins import register_builtins
+    """The schema of the built-ins and every installed plugin (see :mod:`loyalty_engine.plugins`)."""
+    from ..plugins import get_plugins
 
-    schema = Schema()
-    schema.event_types = {
-        "purchase": dict(PURCHASE_FIELDS),
-        "refund": dict(REFUND_FIELDS),
-        "signup": {**EVENT_COMMON, "referrer": T.TEXT},
-        "visit": dict(EVENT_COMMON),
-    }
-    register_builtins(schema)
-    return schema
+    return get_plugins().schema()

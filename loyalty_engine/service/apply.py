@@ -12,18 +12,31 @@ import hashlib
 from decimal import Decimal
 
 from ..engine.compiler import balance_quantum
-from ..engine.explain import allocate_awards, tier_upgrade
-from ..engine.outcome import Outcome, allocate
+from ..engine.explain import allocate_awards, reward_args, tier_upgrade
+from ..engine.outcome import Outcome, allocate, span_location
 from ..language import ast
 from ..model import Event
 from ..program import Program
 from ..store.base import CouponRecord, LedgerEntry, MemberRecord, Message
 from .history import iter_nodes, shift
 from .ledger import Ledger
+from .rewards import RewardContext, journal, run_apply
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
 VISIT_TYPES = ("purchase", "visit")
+EFFECT_KINDS = frozenset({"coupon", "send", "set_tier", "reward"})
+
+
+class _State:
+    """What one outcome's effects have decided so far (coupon/message counter, notes, chosen tier)."""
+
+    __slots__ = ("notes", "counter", "chosen_tier")
+
+    def __init__(self, notes: list[str]):
+        self.notes = notes
+        self.counter = 0
+        self.chosen_tier: tuple[str, str] | None = None
 
 
 def short_code(*parts: str) -> str:
@@ -39,6 +52,8 @@ class Applier:
         self.ledger = ledger
         self.tz = tz
         self.plans = {}
+        self.types = program.checked.schema.reward_types  # every effect's reward type, built-ins included
+        self.state = _State([])
         self._filters: dict[int, ast.Expr | None] = {}
         for plan in program.code.events.values():
             for rp in plan.rules:
@@ -53,41 +68,65 @@ class Applier:
         """Write what ``outcome`` decided; returns (entries, coupons, tier, messages, notes).
 
         Works from the compiled result directly (no explanation texts are built).
+        Every effect goes through its registered reward type (``self.types``).
         """
         entries: list[LedgerEntry] = []
         coupons: list[str] = []
         notes: list[str] = []
         if outcome.raw is None:
             return entries, coupons, None, 0, notes
+        self.state = state = _State(notes)
+        ctx = RewardContext(self, record, event, at, source)
+        types = self.types
         records = outcome.raw[1]
         awarded: dict[str, dict[str, Decimal]] = {}  # rule -> balance/"coupons" -> amount, for budgets
+        points = types["points"]
         for balance, amounts in self._ledger_amounts(outcome).items():
             for plan, action, amount in amounts:
                 lines = self.line_weights(action.node, outcome) if event is not None else None
                 rule = plan.rule.name
-                entries += self.ledger.post(record, balance, "earn", amount, at, event=source, rule=rule, lines=lines)
+                ctx.rule, ctx.location = rule, None
+                ctx.args = {"balance": balance, "amount": amount, "lines": lines}
+                entries += run_apply(points, ctx)
                 per = awarded.setdefault(rule, {})
                 per[balance] = per.get(balance, ZERO) + amount
-        counter = 0
         messages = 0
-        chosen = None
         for plan in outcome.plan.rules:
-            if records[plan.position] is None:
+            record_values = records[plan.position]
+            if record_values is None:
                 continue
             rule = plan.rule.name
             for action in plan.actions:
-                if action.kind == "coupon":
-                    counter += 1
-                    code = self.issue_coupon(record, action.node.coupon.name, source, rule, at, counter, notes)
+                kind = action.kind
+                if kind not in EFFECT_KINDS:
+                    continue
+                node = action.node
+                ctx.rule, ctx.location = rule, None
+                if kind == "coupon":
+                    ctx.args = {"coupon": node.coupon.name}
+                    code = run_apply(types["coupon"], ctx)
                     if code:
                         coupons.append(code)
                         per = awarded.setdefault(rule, {})
                         per["coupons"] = per.get("coupons", ZERO) + ONE
-                elif action.kind == "send":
-                    counter += 1
-                    messages += self.queue_message(record, action.node, outcome, rule, source, at, counter)
-                elif action.kind == "set_tier":
-                    chosen = (action.node.tier.name, f"set by rule '{rule}'")
+                elif kind == "send":
+                    text = self.program.render(node.body, outcome)
+                    subject = self.program.render(node.subject, outcome) if node.subject is not None else None
+                    ctx.args = {"channel": node.channel.name, "text": text, "subject": subject}
+                    messages += 1 if run_apply(types["message"], ctx) else 0
+                elif kind == "set_tier":
+                    ctx.args = {"tier": node.tier.name}
+                    run_apply(types["tier"], ctx)
+                else:  # a plugin's reward type
+                    reward = types[node.reward_type.name]
+                    ctx.location = span_location(node)
+                    ctx.reward_type = reward
+                    ctx.args = reward_args(node, record_values[action.index])
+                    granted = run_apply(reward, ctx)
+                    lines = self.reward_lines(node, outcome) if event is not None else None
+                    journal(ctx, reward, granted, lines)
+                    ctx.reward_type = None
+        chosen = state.chosen_tier
         if chosen is None and outcome.event is not None:
             upgrade = tier_upgrade(outcome, outcome.raw[2])
             if upgrade is not None:
@@ -140,6 +179,20 @@ class Applier:
             weights = tuple(item.amount if m else ZERO for item, m in zip(event.items, matches))
         return weights if any(weights) else None
 
+    def reward_lines(self, node: ast.Reward, outcome: Outcome) -> tuple[Decimal, ...] | None:
+        """Per cart line, the weight a plugin reward was earned on: the lines of its one item sum, else None."""
+        key = id(node)
+        if key not in self._filters:
+            sums = [n for _, value in node.args for n in iter_nodes(value) if isinstance(n, ast.SumItems)]
+            self._filters[key] = sums[0].condition if len(sums) == 1 else None
+        condition = self._filters[key]
+        event = outcome.event
+        if condition is None or not event.items:
+            return None
+        matches = self.program.item_matches(condition, outcome)
+        weights = tuple(item.amount if m else ZERO for item, m in zip(event.items, matches))
+        return weights if any(weights) else None
+
     def _line_filter(self, node: ast.Award):
         """The item condition an award's amount depends on (cached per award)."""
         key = id(node)
@@ -181,14 +234,13 @@ class Applier:
         )
         return code
 
-    def queue_message(self, record, send: ast.Send, outcome: Outcome, rule, source, at, n) -> int:
+    def queue_text(self, record, channel: str, text: str, subject, rule, source, at, n) -> bool:
         member = record.member
-        channel = send.channel.name
-        text = self.program.render(send.body, outcome)
-        subject = self.program.render(send.subject, outcome) if send.subject is not None else None
-        address = member.email if channel == "email" else member.phone if channel == "sms" else None
+        spec = self.program.checked.schema.channels.get(channel)
+        field_name = spec.address if spec is not None else None
+        address = getattr(member, field_name, None) if field_name else None
         message = Message(f"{source}:{n}", member.id, channel, text, rule or source, at, subject, address)
-        return 1 if self.store.add_message(message) else 0
+        return bool(self.store.add_message(message))
 
     def change_tier(self, record: MemberRecord, tier: str, at: dt.datetime, reason: str, source: str | None) -> None:
         before = record.member.tier

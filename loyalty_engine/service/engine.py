@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import attrs
 from ..engine.outcome import Outcome
 from ..errors import ConflictError, InputError, RefusedError
 from ..model import Event, Member
+from ..plugins import Plugins, get_plugins
 from ..program import Program, load_program
 from ..store.base import MemberRecord, Store, StoredEvent
 from ..store.sqlite import SQLiteStore
@@ -58,9 +59,13 @@ class Engine:
         store: Store,
         clock: Callable[[], dt.datetime] = utc_now,
         remember_refusals: bool = True,
+        plugins: Plugins | None = None,
         shadow: Program | None = None,
     ):
         self.program = program
+        # The plugins whose hooks run around processing: those the program was checked against, by default.
+        self.plugins = plugins or program.checked.schema.plugins or get_plugins()
+        self.plugin_errors: list[str] = []  # what after_commit hooks raised (the events stayed applied)
         self.store = store
         self.clock = clock
         # True (the default): a refusal is stored as that id's answer, like a result, so a retry (or a
@@ -94,13 +99,20 @@ class Engine:
         *,
         synchronous: str = "FULL",
         clock: Callable[[], dt.datetime] = utc_now,
+        plugins: Iterable[Any] | None = None,
     ) -> Engine:
-        """Load ``program`` (a path or a loaded Program) and open ``store`` (a Store or a SQLite path)."""
+        """Load ``program`` (a path or a loaded Program) and open ``store`` (a Store or a SQLite path).
+
+        ``plugins`` (modules or objects with ``@hookimpl`` functions) are loaded
+        beside the built-ins and the installed plugins, and the program is
+        checked against what they register.
+        """
+        manager = Plugins(plugins) if plugins is not None else None
         if not isinstance(program, Program):
-            program = load_program(program)
+            program = load_program(program, schema=manager.schema() if manager else None)
         if isinstance(store, (str, Path)):
             store = SQLiteStore(store, synchronous=synchronous)
-        return cls(program, store, clock)
+        return cls(program, store, clock, plugins=manager)
 
     def close(self) -> None:
         self.store.close()
@@ -248,9 +260,11 @@ class Engine:
         ev = self.to_event(event)
         self._check_type(ev)
         payload = canonical_json(ev)
-        if ev.type == "refund":
-            return self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._refund(ev, payload, d))
-        return self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: self._apply(ev, payload, d))
+        apply = self._refund if ev.type == "refund" else self._apply
+        result = self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: apply(ev, payload, d))
+        if self.plugins.after_commit and not result.duplicate:
+            self.plugin_errors.extend(self.plugins.call_after_commit(ev, result, self))
+        return result
 
     def _apply(self, ev: Event, payload: str, digest: str) -> Result:
         record = self._record(ev.member, ev.at)
@@ -258,11 +272,16 @@ class Engine:
             record.member = _signup_fields(record.member, ev)
         if not record.stored:
             self.store.save_member(record)
+        if self.plugins.before_evaluate:
+            self.plugins.call_before_evaluate(ev, record.member, self)
         context = self.context.build(record, self.local_day(ev.at))
         outcome = self.program.evaluate(ev, context)
         if self.shadowing is not None:  # the candidate sees the member as the live program found them
             self.shadowing.observe(record, ev, outcome)
         entries, coupons, tier, messages, notes = self.applier.apply(record, outcome, ev.id, ev.at, ev)
+        score_failures = getattr(context.scores, "errors", None)
+        if score_failures:
+            notes.extend(score_failures)
         earned = sum((e.amount for e in entries if e.balance == "points" and e.kind == "earn"), ZERO)
         self.applier.record_activity(record, ev, earned)
         totals, rows = self.summarise(entries)
@@ -311,6 +330,8 @@ class Engine:
     def _refund(self, ev: Event, payload: str, digest: str) -> Result:
         if not ev.original:
             raise InputError([("original", "a refund must name the purchase it refunds")], "event")
+        if self.plugins.before_evaluate:
+            self.plugins.call_before_evaluate(ev, self._record(ev.member, ev.at).member, self)
         stored = self.store.get_event(ev.original)
         if stored is None or stored.status == "parked":
             result = Result(
@@ -422,8 +443,26 @@ class Engine:
 
         return run_day(self, as_of, progress)
 
+    def senders(self, config=None, *, console_fallback: bool = False, only=None):
+        """Senders for the program's channels from their settings (``{name: {...}}``); see :func:`.outbox.build_senders`.
+
+        Returns ``(senders, missing)``: the senders built, and why each other channel has none.
+        """
+        from .outbox import build_senders
+
+        channels = self.program.checked.schema.channels
+        if only is not None:
+            wanted = set(only)
+            via = {(config or {}).get(n, {}).get("via") for n in wanted}
+            channels = {n: c for n, c in channels.items() if n in wanted or n in via}
+        senders, missing = build_senders(channels, config, console_fallback)
+        if only is not None:
+            senders = {n: s for n, s in senders.items() if n in wanted}
+            missing = {n: r for n, r in missing.items() if n in wanted}
+        return senders, missing
+
     def deliver(self, channels: Mapping[str, Any], now: dt.datetime | None = None, **options):
-        """Hand queued messages to channels, with retries and backoff (see :mod:`.outbox`)."""
+        """Hand queued messages to senders (``{channel: sender}``), with retries and backoff (see :mod:`.outbox`)."""
         from .outbox import deliver
 
         return deliver(self.store, channels, self.when(now), **options)

@@ -210,7 +210,7 @@ class ContextBuilder:
             lots = self.store.open_lots_for(ids, until)
         budgets = self.store.budgets(self.needs.budget_keys) if self.needs.budget_keys else {}
         empty = [dict.fromkeys(scoring.ACTIVITY, ZERO) for _ in self.windows]
-        return [
+        contexts = [
             self._context(
                 r,
                 today,
@@ -222,6 +222,9 @@ class ContextBuilder:
             )
             for r in records
         ]
+        if self.needs.scores and self.scoring.batched:
+            self.scoring.prefill([c.scores for c in contexts])
+        return contexts
 
 
 def lot_expiry(program: Program, record: MemberRecord, lot: Lot) -> dt.date | None:

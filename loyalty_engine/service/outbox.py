@@ -7,14 +7,15 @@ the same message), sends each message outside any transaction with its
 lease runs out and the message is sent again with the same key, which the
 channel (or the provider behind it) uses to drop the duplicate.
 
-A channel is any object with ``send(message) -> None`` that raises on failure.
+A sender is any object with ``send(message) -> None`` that raises on failure
+(:class:`PermanentDeliveryError` when a retry cannot help). Senders are built
+from the registered channels and their configuration by :func:`build_senders`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -29,16 +30,8 @@ class Channel(Protocol):
         """Deliver ``message``; raise to have it retried. ``message.dedupe_key`` identifies it."""
 
 
-class ConsoleChannel:
-    """Writes each message as one line to a stream (standard output by default)."""
-
-    def __init__(self, stream=None):
-        self.stream = stream
-
-    def send(self, message: Message) -> None:
-        stream = self.stream or sys.stdout
-        subject = f" [{message.subject}]" if message.subject else ""
-        stream.write(f"{message.channel} -> {message.member}{subject}: {message.body}  (key {message.dedupe_key})\n")
+class PermanentDeliveryError(Exception):
+    """Raised by a channel when a retry cannot help (no address, a 4xx answer): dead-lettered at once."""
 
 
 @define
@@ -88,7 +81,11 @@ def deliver(
                 channels[message.channel].send(message)
             except Exception as exc:  # a failing channel must not stop the others
                 attempts = message.attempts + 1
-                dead = attempts >= max_attempts or now - message.created_at > max_age
+                dead = (
+                    isinstance(exc, PermanentDeliveryError)
+                    or attempts >= max_attempts
+                    or now - message.created_at > max_age
+                )
                 retry_at = None if dead else now + dt.timedelta(seconds=backoff(attempts, rng=rng))
                 store.mark_failed(message.id, claim, f"{type(exc).__name__}: {exc}", retry_at, dead)
                 report.errors.append(f"message {message.id} on {message.channel}: {type(exc).__name__}: {exc}")
@@ -99,3 +96,43 @@ def deliver(
                 continue
             if store.mark_sent(message.id, claim, now):
                 report.sent += 1
+
+
+def build_senders(
+    channels: Mapping[str, Any], config: Mapping[str, Mapping[str, Any]] | None, console_fallback: bool = False
+) -> tuple[dict[str, Channel], dict[str, str]]:
+    """Senders for the registered ``channels`` (name -> schema Channel) from ``config`` (name -> settings).
+
+    A channel's settings may say ``via = "other"`` to be delivered by another
+    channel's sender (``sms`` through a gateway plugin), built from the other
+    channel's settings overridden by its own. Returns the senders and,
+    per channel left without one, the reason. With ``console_fallback`` those
+    print to the console instead (a dry run).
+    """
+    from ..default_plugins.console import ConsoleSender
+
+    config = config or {}
+    senders: dict[str, Channel] = {}
+    missing: dict[str, str] = {}
+    for name, spec in channels.items():
+        own = dict(config.get(name, {}))
+        via = own.pop("via", None)
+        builder = channels.get(via) if via else spec
+        settings = {**config.get(via, {}), **own} if via else own  # the transport's settings, overridden by own
+        if via and builder is None:
+            missing[name] = f"[channels.{name}] via = '{via}', but no channel '{via}' is installed"
+        elif builder.factory is None:
+            missing[name] = f"'{name}' needs a transport: set [channels.{name}] via = 'NAME' in the configuration"
+        else:
+            absent = [key for key in builder.needs if key not in settings]
+            if absent:
+                missing[name] = f"[channels.{via or name}] needs " + ", ".join(absent)
+            else:
+                try:
+                    senders[name] = builder.factory(settings)
+                except Exception as exc:
+                    missing[name] = f"[channels.{name}]: {type(exc).__name__}: {exc}"
+        if name in missing and console_fallback:
+            senders[name] = ConsoleSender()
+            del missing[name]
+    return senders, missing

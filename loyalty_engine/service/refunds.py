@@ -9,6 +9,9 @@
   bonuses on full return``) they are reversed when the last line comes back;
   ``refunds reverse bonuses`` reverses them pro rata to the returned amount;
   ``refunds keep bonuses`` never does.
+- What plugin reward types granted (cashback, miles...) is reversed in
+  proportion to the returned share, of the lines it was earned on when its
+  arguments sum over items, else of the whole basket.
 - On a full return, unredeemed coupons the purchase issued are voided and its
   limit firings freed (unless bonuses are kept).
 - Spend statistics drop on the day of the original purchase, so windows and
@@ -29,6 +32,7 @@ from ..errors import RefusedError
 from ..model import Event
 from ..store.base import MemberRecord
 from ..wire import structure_event
+from .rewards import reverse_rewards
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -132,6 +136,11 @@ class Refunds:
                 prefer_lot=entry.id,
             )
             self._release_budget(entry.rule, entry.balance, change)
+
+        def share_of(lines) -> Fraction:  # plugin rewards go back with the returned share, like per-amount points
+            return fraction(lines, after, original.items) if lines is not None and original.items else basket_share
+
+        notes += reverse_rewards(self.s, record, original, refund, share_of)
         if full and policy != "keep":
             for coupon in store.coupons_for_event(original.id):
                 if coupon.status in ("issued", "reserved"):

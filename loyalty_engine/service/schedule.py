@@ -26,6 +26,7 @@ from .history import lot_expiry, shift, window_start
 
 ZERO = Decimal(0)
 CHUNK = 1000
+MAX_ERRORS = 20
 
 
 @define
@@ -43,6 +44,13 @@ class DayReport:
     coupons: int = 0
     messages: int = 0
     already_done: bool = False
+    errors: list[str] = field(factory=list)  # the first MAX_ERRORS problems (a failing scoring model ...)
+    error_count: int = 0
+
+    def add_error(self, text: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(text)
 
     def to_dict(self) -> dict:
         return {
@@ -57,6 +65,8 @@ class DayReport:
             "coupons": self.coupons,
             "messages": self.messages,
             "already_done": self.already_done,
+            "errors": list(self.errors),
+            "error_count": self.error_count,
         }
 
 
@@ -251,6 +261,10 @@ def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progr
             contexts = engine.context.build_many(records, day)
             for record, context in zip(records, contexts):
                 raw = evaluate(context, at)  # most members fire nothing: build an Outcome only for those who do
+                failures = getattr(context.scores, "errors", None)
+                if failures:
+                    for text in failures:
+                        report.add_error(text)
                 if raw is None or not any(r is not None for r in raw[1]):
                     continue
                 outcome = Outcome(engine.program, plan, None, context, at, raw)

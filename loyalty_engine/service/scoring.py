@@ -1,23 +1,18 @@
-"""Scores for ``score("name")``, computed from a member's stored facts.
+"""Scores for ``score("name")``: member facts in, the registered scoring models' values out.
 
-The built-in models are deliberately simple and documented (docs/store.md):
-
-- ``churn_risk``: recency against the member's own buying rhythm,
-  ``1 - exp(-days_since_last / (1.5 * typical_gap))``, where the typical gap
-  is 365 / purchases in the last 12 months (60 days when there are none).
-- ``rfm_score`` / ``rfm_segment``: recency, frequency and monetary grades of
-  1 to 5 on fixed cut points (days 30/60/120/240; purchases 2/5/10/20 and spend
-  in the program currency 500/1000/2500/5000 over 12 months), summed to 3-15 and
-  named with the usual segments.
-- ``clv``: average order value x purchases per year x expected years (3),
-  ``spend_12m / purchases_12m * purchases_12m * 3`` discounted by churn risk.
+The models themselves are plugins (the built-in RFM, churn risk and CLV live in
+``default_plugins/scoring.py``). Each model gets a member's facts, a mapping
+with the keys of :data:`FACTS`, computed once per member and only when a rule
+reads a score. A model that raises does not stop the event or the batch: the
+score reads as missing (so conditions on it are false and the rules reading it
+do not apply) and the failure is reported with the model, its plugin and those
+rules.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 
 from ..language import ast
@@ -25,89 +20,88 @@ from ..language import ast
 YEAR = ast.Window("rolling", 12, "month")
 WINDOWS = (YEAR,)
 ACTIVITY = ("spend", "visits", "purchases", "nights", "refunds", "points_earned", "points_redeemed")
-TWO = Decimal("0.01")
+ZERO = Decimal(0)
 
-
-def _facts(record, stats, today: dt.date) -> dict:
-    last = record.last_purchase
-    return {
-        "days_since_last": None if last is None else (today - last.date()).days,
-        "purchases_12m": int(stats.get(f"purchases:{YEAR.key}", 0)),
-        "spend_12m": Decimal(stats.get(f"spend:{YEAR.key}", 0)),
-    }
-
-
-def churn_risk(facts: dict) -> Decimal:
-    days = facts["days_since_last"]
-    if days is None:
-        return Decimal("0.50")
-    gap = 365 / facts["purchases_12m"] if facts["purchases_12m"] else 60
-    return Decimal(str(1 - math.exp(-max(days, 0) / (1.5 * gap)))).quantize(TWO)
-
-
-def _grade(value, cuts) -> int:
-    """1 below the first cut, 2 from it, ... 5 from the fourth."""
-    return 1 + sum(1 for cut in cuts if value >= cut)
-
-
-def rfm_grades(facts: dict) -> tuple[int, int, int]:
-    days = facts["days_since_last"]
-    recency = 1 if days is None else _grade(-days, (-240, -120, -60, -30))
-    frequency = _grade(facts["purchases_12m"], (2, 5, 10, 20))
-    monetary = _grade(facts["spend_12m"], (500, 1000, 2500, 5000))
-    return recency, frequency, monetary
-
-
-def rfm_score(facts: dict) -> Decimal:
-    return Decimal(sum(rfm_grades(facts)))
-
-
-def rfm_segment(facts: dict) -> str:
-    r, f, m = rfm_grades(facts)
-    if r >= 4 and f >= 4 and m >= 4:
-        return "champions"
-    if r >= 3 and f >= 3:
-        return "loyal"
-    if r >= 4 and f <= 2:
-        return "new" if f == 1 else "promising"
-    if r <= 2 and f >= 3:
-        return "at_risk"
-    if r <= 2 and f <= 2:
-        return "lost" if r == 1 else "hibernating"
-    return "need_attention"
-
-
-def clv(facts: dict) -> Decimal:
-    years = Decimal(3) * (Decimal(1) - churn_risk(facts))
-    return (facts["spend_12m"] * years).quantize(TWO)
-
-
-MODELS: dict[str, Callable[[dict], object]] = {
-    "churn_risk": churn_risk,
-    "rfm_score": rfm_score,
-    "rfm_segment": rfm_segment,
-    "clv": clv,
+FACTS = {
+    "today": "the day scored, in the program's timezone",
+    "days_since_last": "whole days since the last purchase (None: never bought)",
+    "days_since_joined": "whole days since joining (None: unknown)",
+    "purchases_12m": "purchases over the last 12 months (an int)",
+    "spend_12m": "net spend over the last 12 months (Decimal)",
+    "visits_12m": "visits over the last 12 months (an int)",
+    "refunds_12m": "refunded amount over the last 12 months (Decimal)",
+    "lifetime_spend": "net spend since joining (Decimal)",
+    "lifetime_purchases": "purchases since joining (an int)",
+    "tier": "the member's tier (None: none)",
+    "points": "the member's points balance (Decimal)",
 }
 
 
+def member_facts(record, stats: Mapping[str, Decimal], today: dt.date) -> dict:
+    """The facts a scoring model reads about one member (see :data:`FACTS`)."""
+    last = record.last_purchase
+    joined = record.member.joined
+    key = YEAR.key
+    return {
+        "today": today,
+        "days_since_last": None if last is None else (today - last.date()).days,
+        "days_since_joined": None if joined is None else (today - joined).days,
+        "purchases_12m": int(stats.get(f"purchases:{key}", 0)),
+        "spend_12m": Decimal(stats.get(f"spend:{key}", 0)),
+        "visits_12m": int(stats.get(f"visits:{key}", 0)),
+        "refunds_12m": Decimal(stats.get(f"refunds:{key}", 0)),
+        "lifetime_spend": record.lifetime.get("spend", ZERO),
+        "lifetime_purchases": int(record.lifetime.get("purchases", 0)),
+        "tier": record.member.tier,
+        "points": record.balances.get("points", ZERO),
+    }
+
+
 class ScoreBoard:
-    """Computes the scores a program uses, for one member at a time."""
+    """The scoring models one program reads, and which of its rules read each."""
 
     def __init__(self, program):
-        self.names = sorted(set(program.checked.score_names.values()))
-        self.models = {name: MODELS[name] for name in self.names if name in MODELS}
+        from .history import iter_nodes
 
-    def scores(self, record, stats, today: dt.date) -> dict:
-        if not self.models:
-            return {}
-        facts = _facts(record, stats, today)
-        return {name: model(facts) for name, model in self.models.items()}
+        checked = program.checked
+        self.names = sorted(set(checked.score_names.values()))
+        self.models = {name: checked.schema.scores[name] for name in self.names}
+        self.readers: dict[str, list[str]] = {name: [] for name in self.names}
+        for root in (*checked.rules, *checked.triggers):
+            for node in iter_nodes(root):
+                name = checked.score_names.get(id(node))
+                if name is not None and root.name not in self.readers[name]:
+                    self.readers[name].append(root.name)
+        self.batched = [name for name, model in self.models.items() if model.score_many is not None]
+
+    def failure(self, name: str, exc: Exception, member: str) -> str:
+        model = self.models[name]
+        rules = ", ".join(f"'{r}'" for r in self.readers[name]) or "none"
+        return (
+            f"score '{name}' (plugin '{model.provider}') failed for member '{member}': {type(exc).__name__}: {exc}; "
+            f"it reads as missing, so these rules did not apply on it: {rules}"
+        )
+
+    def prefill(self, scores: list[LazyScores]) -> None:
+        """Compute the batch-capable models for many members at once (the daily run)."""
+        for name in self.batched:
+            model = self.models[name]
+            try:
+                values = model.score_many([s.member_facts() for s in scores])
+                if len(values) != len(scores):
+                    raise ValueError(f"score_many returned {len(values)} values for {len(scores)} members")
+            except Exception as exc:
+                for s in scores:
+                    s.fail(name, exc)
+                continue
+            for s, value in zip(scores, values):
+                s.values[name] = value
 
 
 class LazyScores(Mapping):
     """A member's scores, each computed the first time a rule reads it (most conditions stop earlier)."""
 
-    __slots__ = ("board", "record", "stats", "today", "values", "facts")
+    __slots__ = ("board", "record", "stats", "today", "values", "facts", "errors")
 
     def __init__(self, board: ScoreBoard, record, stats, today: dt.date):
         self.board = board
@@ -116,14 +110,29 @@ class LazyScores(Mapping):
         self.today = today
         self.values: dict = {}
         self.facts = None
+        self.errors: list[str] = []
+
+    def member_facts(self) -> dict:
+        if self.facts is None:
+            self.facts = member_facts(self.record, self.stats, self.today)
+        return self.facts
+
+    def fail(self, name: str, exc: Exception) -> None:
+        self.values[name] = None
+        self.errors.append(self.board.failure(name, exc, self.record.member.id))
 
     def __getitem__(self, name: str):
         if name not in self.values:
-            model = self.board.models[name]
-            if self.facts is None:
-                self.facts = _facts(self.record, self.stats, self.today)
-            self.values[name] = model(self.facts)
+            try:
+                self.values[name] = self.board.models[name].score(self.member_facts())
+            except Exception as exc:  # isolate the model: its score is missing, the rest goes on
+                self.fail(name, exc)
         return self.values[name]
+
+    def get(self, name, default=None):
+        if name not in self.board.models:
+            return default
+        return self[name]
 
     def __iter__(self):
         return iter(self.board.models)

@@ -9,7 +9,7 @@ For each event the live program applies, the candidate is evaluated on the
 same member as the live program found them (its own context, built from the
 store before the event is applied) and the two outcomes are compared: the
 change of every balance, the coupons issued, the tier reached, the messages
-sent, and the points per rule. One row per event goes to the store's
+sent, plugin rewards, and the points per rule. One row per event goes to the store's
 ``shadow_diffs`` table, in the event's own transaction, so a retried event is
 compared once and a rolled-back one not at all. ``loyalty shadow-report``
 summarises the rows.
@@ -39,13 +39,14 @@ ZERO = Decimal(0)
 def summary(outcome: Outcome) -> dict[str, Any]:
     """What an outcome would do, in comparable form."""
     if outcome.raw is None:
-        return {"totals": {}, "coupons": [], "tier": None, "messages": [], "rules": {}}
+        return {"totals": {}, "coupons": [], "tier": None, "messages": [], "rewards": [], "rules": {}}
     tier = outcome.raw[2]
     if tier is None and outcome.event is not None:
         upgrade = tier_upgrade(outcome, None)
         tier = upgrade.tier if upgrade is not None else None
     per_rule: dict[str, Decimal] = {}
-    messages = []
+    messages: list[str] = []
+    rewards: list[str] = []
     for effect in outcome.effects:
         if (
             effect.type == "award"
@@ -58,6 +59,9 @@ def summary(outcome: Outcome) -> dict[str, Any]:
             per_rule[effect.rule] = per_rule.get(effect.rule, ZERO) + Decimal(effect.points)
         elif effect.type == "message":
             messages.append(f"{effect.channel}: {effect.text}")
+        elif effect.type == "reward":  # plugin reward types (cashback, miles...): compared by their arguments
+            args = ", ".join(f"{k}: {json_number(v) if isinstance(v, Decimal) else v}" for k, v in effect.args.items())
+            rewards.append(f"{effect.reward}({args})")
     for name in outcome.fired:
         per_rule.setdefault(name, ZERO)
     return {
@@ -65,6 +69,7 @@ def summary(outcome: Outcome) -> dict[str, Any]:
         "coupons": list(outcome.coupons),
         "tier": tier,
         "messages": messages,
+        "rewards": rewards,
         "rules": per_rule,
     }
 
@@ -79,7 +84,7 @@ def differences(live: dict[str, Any], candidate: dict[str, Any]) -> dict[str, An
             balances[b] = [json_number(a), json_number(c)]
     if balances:
         out["balances"] = balances
-    for key in ("coupons", "tier", "messages"):
+    for key in ("coupons", "tier", "messages", "rewards"):
         if live[key] != candidate[key]:
             out[key] = [live[key], candidate[key]]
     rules = {}
@@ -132,7 +137,7 @@ class Shadow:
 
 
 class ShadowLog:
-    """Rows of ``shadow_diffs`` (migration m007_shadow_diffs), written through the store's connection."""
+    """Rows of ``shadow_diffs`` (migration m008_shadow_diffs), written through the store's connection."""
 
     def __init__(self, store):
         self.store = store
@@ -187,7 +192,7 @@ def _report_one(conn, version: str, top: int) -> dict[str, Any]:
     members: dict[str, Decimal] = {}
     rules: dict[str, list[Decimal]] = {}
     coupons: dict[str, list[int]] = {}
-    tiers = messages = 0
+    tiers = messages = rewards = 0
     errors: list[dict[str, str]] = []
     balances: dict[str, list[Decimal]] = {}
     name = rows[0][8] if rows else None
@@ -224,6 +229,7 @@ def _report_one(conn, version: str, top: int) -> dict[str, Any]:
                 acc[1] += c.count(code)
         tiers += "tier" in diff
         messages += "messages" in diff
+        rewards += "rewards" in diff
     ranked = sorted(members.items(), key=lambda kv: (-abs(kv[1]), kv[0]))[:top]
     per_rule = sorted(
         (
@@ -250,6 +256,7 @@ def _report_one(conn, version: str, top: int) -> dict[str, Any]:
         "coupons": {code: {"live": a, "candidate": c} for code, (a, c) in sorted(coupons.items()) if a != c},
         "tier_differences": tiers,
         "message_differences": messages,
+        "reward_differences": rewards,
         "top_members": [{"member": m, "delta": d} for m, d in ranked],
         "rules": per_rule,
         "errors": errors,

@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
 
 from ..engine.effects import json_number
 from ..errors import RefusedError
@@ -75,6 +75,9 @@ class MemberView:
     tier_history: list[dict[str, Any]]
     lifetime: dict[str, Decimal]
     last_purchase: dt.datetime | None
+    rewards: dict[str, dict[str, Decimal]] = field(
+        factory=dict
+    )  # plugin reward type -> unit ("" when none) -> journalled total
 
     def to_dict(self) -> dict[str, Any]:
         m = self.member
@@ -113,6 +116,7 @@ class MemberView:
             "tier_history": self.tier_history,
             "lifetime": {k: json_number(v) for k, v in self.lifetime.items()},
             "last_purchase": self.last_purchase.isoformat() if self.last_purchase else None,
+            "rewards": {r: {u: json_number(v) for u, v in units.items()} for r, units in self.rewards.items()},
         }
 
 
@@ -147,7 +151,15 @@ def member_view(engine, member_id: str, at: dt.datetime, history: int = 20) -> M
         store.tier_history(member_id),
         dict(record.lifetime),
         record.last_purchase,
+        _rewards(store.reward_totals(member_id)),
     )
+
+
+def _rewards(totals) -> dict[str, dict[str, Decimal]]:
+    out: dict[str, dict[str, Decimal]] = {}
+    for (reward, unit), amount in sorted(totals.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        out.setdefault(reward, {})[unit or ""] = amount
+    return out
 
 
 def _by_expiry(row):

@@ -58,6 +58,29 @@ class LedgerEntry:
 
 
 @define
+class RewardEntry:
+    """One append-only line of the reward journal: what a plugin reward type granted (or took back).
+
+    ``amount`` is signed, in the reward type's ``unit``; ``args`` are the rule's
+    evaluated arguments; ``lines`` the weight per cart line it was earned on
+    (None: the whole basket); ``reverses`` the entry a refund takes back.
+    """
+
+    reward: str
+    member: str
+    at: dt.datetime
+    amount: Decimal | None
+    unit: str | None = None
+    event: str | None = None
+    rule: str | None = None
+    program: str | None = None
+    args: dict[str, Any] = field(factory=dict)
+    lines: tuple[Decimal, ...] | None = None
+    reverses: int | None = None
+    id: int | None = None
+
+
+@define
 class Lot:
     """What is left of one positive entry: spent and expired first-in first-out."""
 
@@ -181,6 +204,12 @@ class Store(Protocol):
     def returns(self, purchase_id: str) -> dict[int, Decimal]: ...
     def add_returns(self, purchase_id: str, refund_id: str, lines: dict[int, Decimal]) -> None: ...
 
+    # the reward journal (plugin reward types)
+    def add_reward_entry(self, entry: RewardEntry) -> int: ...
+    def reward_entries_for_event(self, event_id: str) -> list[RewardEntry]: ...
+    def reward_reversed(self, entry_ids: Sequence[int]) -> dict[int, Decimal]: ...
+    def reward_totals(self, member_id: str) -> dict[tuple[str, str | None], Decimal]: ...
+
     # coupons and tiers
     def add_coupon(self, coupon: CouponRecord) -> None: ...
     def get_coupon(self, code: str) -> CouponRecord | None: ...
@@ -203,6 +232,7 @@ class Store(Protocol):
         self, message_id: int, claim: str, error: str, retry_at: dt.datetime | None, dead: bool
     ) -> None: ...
     def outbox_counts(self) -> dict[str, int]: ...
+    def pending_channels(self) -> dict[str, int]: ...
 
     # scheduled runs
     def schedule_progress(self, day: dt.date) -> tuple[str | None, bool]: ...

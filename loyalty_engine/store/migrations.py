@@ -237,7 +237,44 @@ def m006_ledger_no_replace(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m007_shadow_diffs(db: sqlite_utils.Database) -> None:
+def m007_reward_journal(db: sqlite_utils.Database) -> None:
+    # What plugin reward types granted: append-only like the ledger, reversed by new entries on refunds.
+    db["reward_journal"].create(
+        {
+            "id": int,
+            "reward": str,
+            "member": str,
+            "amount": str,
+            "unit": str,
+            "at": str,
+            "event": str,
+            "rule": str,
+            "program": str,
+            "args": str,  # JSON of the rule's evaluated arguments
+            "lines": str,  # JSON: weight per cart line (null: the whole basket)
+            "reverses": int,
+        },
+        pk="id",
+        not_null={"reward", "member", "at"},
+        foreign_keys=[("member", "members", "id"), ("program", "programs", "version")],
+    )
+    db["reward_journal"].create_index(["member", "reward"])
+    db["reward_journal"].create_index(["event"])
+    db.execute("CREATE INDEX reward_journal_reverses ON reward_journal(reverses) WHERE reverses IS NOT NULL")
+    for action in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER reward_journal_append_only_{action.lower()} BEFORE {action} ON reward_journal "
+            "BEGIN SELECT RAISE(ABORT, 'reward journal entries are append-only'); END"
+        )
+    db.execute(
+        "CREATE TRIGGER reward_journal_append_only_replace BEFORE INSERT ON reward_journal "
+        "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM reward_journal WHERE id = NEW.id) "
+        "BEGIN SELECT RAISE(ABORT, 'reward journal entries are append-only'); END"
+    )
+
+
+@migration
+def m008_shadow_diffs(db: sqlite_utils.Database) -> None:
     # Shadow mode (service/shadow.py): one row per event a candidate program was compared on.
     db["shadow_diffs"].create(
         {

@@ -35,6 +35,7 @@ from .base import (
     Lot,
     MemberRecord,
     Message,
+    RewardEntry,
     StoredEvent,
     chunks,
     from_date,
@@ -86,6 +87,18 @@ def _enc_weights(weights) -> str | None:
     if weights is None:
         return None
     return '["' + '","'.join(map(str, weights)) + '"]' if weights else "[]"
+
+
+def _dec_weights(text: str | None) -> tuple[Decimal, ...] | None:
+    return None if text is None else tuple(Decimal(w) for w in json.loads(text))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
 
 
 def _scaled(value: Decimal) -> int:
@@ -201,6 +214,7 @@ class SQLiteStore:
         try:
             self._retry_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
+            self._rollback()  # BEGIN may have opened the transaction before failing (interrupted loading the schema)
             raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
 
     def _commit(self) -> None:
@@ -437,7 +451,7 @@ class SQLiteStore:
             row[7],
             row[8],
             row[9],
-            None if row[10] is None else tuple(Decimal(w) for w in json.loads(row[10])),
+            _dec_weights(row[10]),
             row[11],
             row[12],
             row[0],
@@ -679,6 +693,74 @@ class SQLiteStore:
             [(purchase_id, line, str(qty), refund_id) for line, qty in lines.items() if qty],
         )
 
+    # -------------------------------------------------------------- the reward journal
+
+    _REWARD = "id, reward, member, amount, unit, at, event, rule, program, args, lines, reverses"
+
+    def add_reward_entry(self, entry: RewardEntry) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO reward_journal (reward, member, amount, unit, at, event, rule, program, args, lines, reverses) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.reward,
+                entry.member,
+                None if entry.amount is None else str(entry.amount),
+                entry.unit,
+                entry.at.isoformat(),
+                entry.event,
+                entry.rule,
+                entry.program,
+                json.dumps({k: _json_value(v) for k, v in entry.args.items()}, ensure_ascii=False, sort_keys=True),
+                _enc_weights(entry.lines),
+                entry.reverses,
+            ),
+        )
+        entry.id = cur.lastrowid
+        return entry.id
+
+    def reward_entries_for_event(self, event_id: str) -> list[RewardEntry]:
+        rows = self.conn.execute(
+            f"SELECT {self._REWARD} FROM reward_journal WHERE event = ? ORDER BY id", (event_id,)
+        ).fetchall()
+        return [
+            RewardEntry(
+                reward=r[1],
+                member=r[2],
+                amount=None if r[3] is None else Decimal(r[3]),
+                unit=r[4],
+                at=dt.datetime.fromisoformat(r[5]),
+                event=r[6],
+                rule=r[7],
+                program=r[8],
+                args=json.loads(r[9]) if r[9] else {},
+                lines=_dec_weights(r[10]),
+                reverses=r[11],
+                id=r[0],
+            )
+            for r in rows
+        ]
+
+    def reward_reversed(self, entry_ids: Sequence[int]) -> dict[int, Decimal]:
+        out: dict[int, Decimal] = {}
+        for part in chunks(list(entry_ids), 500):
+            rows = self.conn.execute(
+                f"SELECT reverses, amount FROM reward_journal WHERE reverses IN ({', '.join('?' * len(part))})",
+                tuple(part),
+            )
+            for entry, amount in rows.fetchall():
+                out[entry] = out.get(entry, Decimal(0)) + Decimal(amount or 0)
+        return out
+
+    def reward_totals(self, member_id: str) -> dict[tuple[str, str | None], Decimal]:
+        """Per (reward type, unit), the sum of the member's journal entries (a wallet's balance)."""
+        out: dict[tuple[str, str | None], Decimal] = {}
+        rows = self.conn.execute(
+            "SELECT reward, unit, amount FROM reward_journal WHERE member = ? AND amount IS NOT NULL", (member_id,)
+        )
+        for reward, unit, amount in rows.fetchall():
+            out[(reward, unit)] = out.get((reward, unit), Decimal(0)) + Decimal(amount)
+        return out
+
     # -------------------------------------------------------------- coupons and tiers
 
     _COUPON_NAMES = [
@@ -885,6 +967,12 @@ class SQLiteStore:
 
     def outbox_counts(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+
+    def pending_channels(self) -> dict[str, int]:
+        """Channels with messages waiting (pending or to be retried), with how many."""
+        return dict(
+            self.conn.execute("SELECT channel, count(*) FROM outbox WHERE status = 'pending' GROUP BY 1").fetchall()
+        )
 
     def messages(self, status: str | None = None) -> list[Message]:
         sql = f"SELECT {self._MSG} FROM outbox" + (" WHERE status = ?" if status else "") + " ORDER BY id"
