@@ -98,28 +98,61 @@ def test_cmd(paths: tuple[Path, ...], seed: int | None, max_examples: int | None
 
 @main.command("explain")
 @click.argument("program", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--event", "event_file", required=True, type=click.Path(path_type=Path), help="Event JSON file.")
+@click.option("--event", "event_file", type=click.Path(path_type=Path), help="Event JSON file.")
+@click.option(
+    "--triggers", is_flag=True, help="Explain the daily trigger run for --member at --as-of instead of an event."
+)
 @click.option(
     "--member", "member_file", type=click.Path(path_type=Path), help="Member JSON file (with optional context)."
 )
 @click.option("--as-of", "as_of", help="Evaluate as if at this ISO 8601 time (with offset).")
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
-def explain_cmd(program: Path, event_file: Path, member_file: Path | None, as_of: str | None, as_json: bool) -> None:
+def explain_cmd(
+    program: Path, event_file: Path | None, triggers: bool, member_file: Path | None, as_of: str | None, as_json: bool
+) -> None:
     """Show, rule by rule in evaluation order, whether each rule applied and why (or why not).
 
     A rule that did not apply shows the condition that failed with the actual
     values, or the date window, limit, budget or group that stopped it; the
     points show how they were computed (rates, multipliers, rounding, caps).
-    Nothing is stored. A malformed event or member exits 2 naming the field.
+    With --triggers, the same for the retention triggers of one member on one
+    day. Nothing is stored. A malformed event or member exits 2 naming the field.
     """
-    from .cli import evaluation_inputs
+    from .cli import _input_error, evaluation_inputs
 
-    prog, event, context, when = evaluation_inputs(program, event_file, member_file, as_of)
-    trace = prog.explain(event, context, when)
+    if triggers == (event_file is not None):
+        _input_error("give --event EVENT.json, or --triggers with --member and --as-of")
+    if triggers:
+        trace = _trigger_trace(program, member_file, as_of)
+    else:
+        prog, event, context, when = evaluation_inputs(program, event_file, member_file, as_of)
+        trace = prog.explain(event, context, when)
     if as_json:
         click.echo(json.dumps(trace.to_dict(), ensure_ascii=False, indent=2))
         return
     out.print(trace.render(), markup=False)
+
+
+def _trigger_trace(program: Path, member_file: Path | None, as_of: str | None):
+    import datetime as dt
+
+    from .cli import _input_error, _read_json
+    from .errors import InputError
+    from .wire import structure_context
+
+    if member_file is None or not as_of:
+        _input_error("--triggers needs --member MEMBER.json and --as-of ISO-TIME")
+    prog = _load(program)
+    try:
+        context = structure_context(_read_json(member_file, "member"), prog.checked.schema.member_attributes)
+        when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        if when.utcoffset() is None:
+            raise InputError([("--as-of", f"{as_of!r} has no timezone offset")], "option")
+        return prog.explain_triggers(context, when)
+    except InputError as exc:
+        _input_error(str(exc))
+    except ValueError as exc:
+        _input_error(f"--as-of: {exc}")
 
 
 # ------------------------------------------------------------------ describe

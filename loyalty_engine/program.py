@@ -189,6 +189,14 @@ class Program:
 
         return build_trace(self.evaluate(event, context, as_of))
 
+    def explain_triggers(self, context: MemberContext | Member, as_of: dt.datetime):
+        """The :class:`~loyalty_engine.engine.trace.Trace` of the retention triggers for one member at ``as_of``."""
+        from .engine.trace import build_trace
+
+        if isinstance(context, Member):
+            context = MemberContext(context)
+        return build_trace(self.run_triggers(context, as_of))
+
     def item_matches(self, condition: ast.Expr, outcome: Outcome) -> tuple[bool, ...]:
         """Whether each cart line of the outcome's event meets ``condition`` (an item filter)."""
         fn = self._compiled(("match", id(condition)), lambda em: self._match_body(em, condition))

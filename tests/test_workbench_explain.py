@@ -159,3 +159,40 @@ def test_loyalty_explain_refuses_a_bad_event_naming_the_field(tmp_path):
     bad.write_text('{"id": "t", "type": "purchase", "member": "m", "at": "2026-05-04T10:00:00+08:00", "amount": "x"}')
     result = CliRunner().invoke(cli.main, ["explain", str(EXAMPLES / "coffee_chain.loy"), "--event", str(bad)])
     assert result.exit_code == 2 and "amount" in result.output
+
+
+def test_the_daily_trigger_run_is_explained_too(tmp_path):
+    import datetime as dt
+
+    program = load_program(EXAMPLES / "hotel.loy")
+    member = {
+        "id": "m-1",
+        "tier": "gold",
+        "context": {"expiring": {"points": [{"date": "2026-06-20", "amount": 5000}]}},
+    }
+    monday = dt.datetime.fromisoformat("2026-06-01T09:00:00-04:00")
+    ctx = structure_context(member, program.checked.schema.member_attributes)
+    trace = program.explain_triggers(ctx, monday)
+    assert trace.event is None and [r.name for r in trace.rules] == [t.name for t in program.checked.triggers]
+    assert trace.rule("Points expiring").applied  # a Monday, 5000 points expiring within 30 days
+    assert trace.rule("Welcome back").status == "condition_false"  # the 1st: due, but never stayed
+    tuesday = program.explain_triggers(ctx, monday + dt.timedelta(days=1))
+    assert tuesday.rule("Points expiring").status == "not_scheduled"
+    assert tuesday.rule("Points expiring").reason == "runs weekly on mondays; 2026-06-02 is not one"
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(member))
+    args = [
+        "explain",
+        str(EXAMPLES / "hotel.loy"),
+        "--triggers",
+        "--member",
+        str(path),
+        "--as-of",
+        "2026-06-02T09:00:00-04:00",
+    ]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert "daily trigger run for m-1 (tier gold) on 2026-06-02" in result.output
+    assert "runs weekly on mondays; 2026-06-02 is not one" in result.output
+    neither = CliRunner().invoke(cli.main, ["explain", str(EXAMPLES / "hotel.loy")])
+    assert neither.exit_code == 2 and "give --event EVENT.json, or --triggers" in neither.output

@@ -250,3 +250,22 @@ def test_test_files_ship_beside_the_programs_in_the_wheel_layout(tmp_path):
     shutil.copytree(EXAMPLES, target)
     result = run(str(target / "hotel.test.yaml"), "--no-invariants")
     assert result.exit_code == 0, result.output
+
+
+def test_plugin_rewards_can_be_expected(tmp_path):
+    pytest.importorskip("loyalty_cashback")
+    (tmp_path / "back.loy").write_text(
+        'program "Back" { currency CNY timezone "Asia/Shanghai" }\n'
+        'rule "Cashback" on purchase { reward cashback(amount: net_amount * 2%, max: 5) }\n',
+        encoding="utf-8",
+    )
+    event = "event: {at: 2026-05-04T10:00:00+08:00, amount: '150'}"
+    good = write(
+        tmp_path,
+        f"examples:\n  - {event}\n    expect: {{rewards: ['cashback(amount: 3, max: 5)']}}\n",
+        "back.test.yaml",
+    )
+    assert run(str(good)).exit_code == 0
+    bad = write(tmp_path, f"examples:\n  - {event}\n    expect: {{rewards: []}}\n", "back.test.yaml")
+    result = run(str(bad))
+    assert result.exit_code == 1 and "actual   [cashback(amount: 3, max: 5)]" in result.output

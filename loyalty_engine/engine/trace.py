@@ -1,13 +1,15 @@
 """Why an event earned what it earned: every rule in evaluation order, and how each balance was computed.
 
-``program.explain(event, context)`` returns a :class:`Trace`:
+``program.explain(event, context)`` returns a :class:`Trace` (and
+``program.explain_triggers(context, as_of)`` one for the daily trigger run):
 
 - ``trace.rules``: one :class:`RuleTrace` per rule for the event's type, in
   evaluation order (priority, then file order). ``status`` is ``applied`` or
   the first thing that stopped the rule: ``not_in_dates`` (its ``valid`` or
   campaign dates), ``condition_false``, ``group_taken`` (a ``pick first``
   group already applied a rule), ``limit_reached``, ``budget_spent`` or
-  ``lost_in_group`` (a ``pick best`` group chose another rule). ``reason``
+  ``lost_in_group`` (a ``pick best`` group chose another rule); a trigger on
+  another weekday or day of the month is ``not_scheduled``. ``reason``
   says it in a sentence; ``conditions`` lists each part of the ``when``
   (split at ``and``) with its value and, for comparisons, both sides' values
   (``net_amount 87.50 >= 100: false``); ``effects`` are the rule's effects.
@@ -191,9 +193,9 @@ class Trace:
         }
 
     def render(self) -> str:
+        what = f"{self.event_type} {self.event}" if self.event is not None else "daily trigger run"
         out = [
-            f"{self.program}: {self.event_type} {self.event} for {self.member}"
-            f" (tier {self.tier or 'none'}) on {self.day.isoformat()}",
+            f"{self.program}: {what} for {self.member} (tier {self.tier or 'none'}) on {self.day.isoformat()}",
             "",
             "rules, in evaluation order:",
         ]
@@ -283,6 +285,13 @@ def _rule_trace(outcome, plan, records, day, taken_groups, effects) -> RuleTrace
         window = _window(plan)
         what = f"the dates of campaign '{rule.campaign}'" if getattr(rule, "campaign", None) else "the rule's dates"
         return RuleTrace(status="not_in_dates", reason=f"{day.isoformat()} is outside {what} ({window})", **common)
+    if isinstance(rule, ast.Trigger) and not _scheduled(rule, day):
+        when = (
+            f"{rule.schedule} on {rule.schedule_arg.name}s"
+            if rule.schedule == "weekly"
+            else (f"monthly on day {int(rule.schedule_arg)}")
+        )
+        return RuleTrace(status="not_scheduled", reason=f"runs {when}; {day.isoformat()} is not one", **common)
     if plan.pick == "first" and plan.group in taken_groups:
         reason = f"group '{plan.group}' picks the first rule that applies: '{taken_groups[plan.group]}' came first"
         return RuleTrace(status="group_taken", reason=reason, **common)
@@ -312,6 +321,16 @@ def _rule_trace(outcome, plan, records, day, taken_groups, effects) -> RuleTrace
         reason = f"group '{plan.group}' picks the best offer" + (f": '{winner}' gives more" if winner else "")
         return RuleTrace(status="lost_in_group", reason=reason, **common)
     return RuleTrace(status="condition_false", reason="did not apply", **common)  # pragma: no cover - defensive
+
+
+def _scheduled(trigger: ast.Trigger, day: dt.date) -> bool:
+    from ..language.schema import WEEKDAYS
+
+    if trigger.schedule == "weekly":
+        return day.weekday() == WEEKDAYS.index(trigger.schedule_arg.name)
+    if trigger.schedule == "monthly":
+        return runtime.monthly_due(day, int(trigger.schedule_arg))
+    return True
 
 
 def _window(plan) -> str:

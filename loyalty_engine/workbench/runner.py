@@ -64,6 +64,7 @@ class Observed:
     earned: dict[str, Decimal] = field(factory=dict)
     coupons: list[str] = field(factory=list)
     messages: list[str] = field(factory=list)
+    rewards: list[str] = field(factory=list)  # plugin rewards, as "cashback(amount: 1.32, max: 10)"
     rules: list[str] = field(factory=list)
     error: str | None = None
     balance: dict[str, Decimal] = field(factory=dict)
@@ -77,6 +78,7 @@ class Observed:
             self.earned[b] = self.earned.get(b, ZERO) + v
         self.coupons += other.coupons
         self.messages += other.messages
+        self.rewards += other.rewards
         self.rules += other.rules
         self.error = other.error
         self.balance, self.available, self.tier = other.balance, other.available, other.tier
@@ -169,6 +171,7 @@ def run_step(engine: Engine, step: Step, member_id: str) -> Observed:
             observed.points = result.totals.get("points", ZERO)
             if result.outcome is not None:
                 observed.rules = list(result.outcome.fired)
+                observed.rewards = [reward_text(e) for e in result.outcome.effects if e.type == "reward"]
                 observed.explanations = list(result.outcome.explanations) + [f"hint: {h}" for h in result.outcome.hints]
             observed.explanations += list(result.notes)
     for coupon in store.coupons(member_id):
@@ -229,9 +232,9 @@ def compare(expect: Expect, observed: Observed, where: str) -> Failure | None:
         elif key == "rules":
             if [str(r) for r in want] != observed.rules:
                 failure.mismatches.append(Mismatch("rules", list(want), observed.rules))
-        elif key == "messages":
-            if not _messages_match([str(m) for m in want], observed.messages):
-                failure.mismatches.append(Mismatch("messages", list(want), observed.messages))
+        elif key in ("messages", "rewards"):
+            if not _messages_match([str(m) for m in want], getattr(observed, key)):
+                failure.mismatches.append(Mismatch(key, list(want), getattr(observed, key)))
     return failure if failure.mismatches or failure.error else None
 
 
@@ -244,6 +247,13 @@ def _compare_balances(failure: Failure, key: str, want: Any, actual: dict[str, D
             failure.mismatches.append(
                 Mismatch(f"{key}.{balance}" if len(want) > 1 or balance != default else key, value, got)
             )
+
+
+def reward_text(effect) -> str:
+    def plain(value):
+        return f"{value.normalize():f}" if isinstance(value, Decimal) else str(value)
+
+    return f"{effect.reward}(" + ", ".join(f"{k}: {plain(v)}" for k, v in effect.args.items()) + ")"
 
 
 def _messages_match(wanted: list[str], actual: list[str]) -> bool:

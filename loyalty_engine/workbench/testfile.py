@@ -50,7 +50,7 @@ MEMBER_KEYS = (
     "qualifying",
     "attributes",
 )
-EXPECT_KEYS = ("points", "earned", "balance", "available", "tier", "coupons", "messages", "rules", "error")
+EXPECT_KEYS = ("points", "earned", "balance", "available", "tier", "coupons", "messages", "rewards", "rules", "error")
 STEP_KEYS = ("expect", "note")  # besides the event's own fields (checked by the wire format)
 TRIGGER_STEP_KEYS = ("triggers", "expect", "note")
 INVARIANT_KEYS = (
@@ -413,7 +413,7 @@ def _expect(reader: _Reader, raw: Any, line: int) -> Expect | None:
     if mapping is None:
         return None
     reader.keys(mapping, EXPECT_KEYS, "'expect'")
-    for key in ("coupons", "messages", "rules"):
+    for key in ("coupons", "messages", "rewards", "rules"):
         if key in mapping and not isinstance(mapping[key], list):
             reader.error(mapping.line_of(key), f"'{key}' must be a list, e.g. {key}: [...]")
     if "error" in mapping and len(mapping) > 1:
