@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .errors import InputError, RuleFileError
+from .errors import InputError, PluginError, RuleFileError
 from .program import Program, check_program, load_program
 from .wire import structure_context, structure_event
 
@@ -24,7 +24,18 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 150)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: plugins that cannot load together (a name registered twice) end any command readably."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PluginError as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_RULES)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="loyalty-engine")
 def main() -> None:
     """loyalty-engine: check loyalty programs and evaluate events against them."""

@@ -14,6 +14,9 @@ A guide can ship the files its examples use: a fenced block whose info string
 has ``title="NAME"`` (```loy title="bakery.loy") is written to the scratch
 folder before its examples run. ``<!-- clock: ISO-TIME -->`` fixes the clock the
 command line reads (redeem, member, import-members, deliver use "now").
+
+docs/plugins.md runs in tests/test_plugin_guide.py instead: it installs a
+plugin, so its commands run in subprocesses.
 """
 
 import datetime as dt
