@@ -20,15 +20,26 @@ from .program import load_program
 @click.option("--seed", type=int, help="Seed for the invariant checks (default: a new one each run, printed).")
 @click.option("--max-examples", type=int, help="Generated purchases per invariant (overrides the test file).")
 @click.option("--no-invariants", is_flag=True, help="Run the examples only.")
-def test_cmd(paths: tuple[Path, ...], seed: int | None, max_examples: int | None, no_invariants: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (for CI tools).")
+def test_cmd(
+    paths: tuple[Path, ...], seed: int | None, max_examples: int | None, no_invariants: bool, as_json: bool
+) -> None:
     """Run the rule tests in PROGRAM.test.yaml files (default: under the current directory).
 
     Prints PASS or FAIL for each example, with expected and actual values for a
     failure, then the rule coverage (rules and triggers no example fired) and
     the invariants checked against generated purchases. Exits 1 on any failure.
     """
-    from .workbench.runner import Coverage, render_failure, run_example
+    from .workbench.runner import Coverage, failure_dict, render_failure, run_example
     from .workbench.testfile import TestFileError, discover, read_test_file
+
+    def say(line: str) -> None:
+        if not as_json:
+            out.print(line, markup=False)
+
+    def complain(line: str) -> None:
+        if not as_json:
+            err.print(line, markup=False)
 
     files = discover(list(paths) or [Path(".")])
     if not files:
@@ -36,22 +47,34 @@ def test_cmd(paths: tuple[Path, ...], seed: int | None, max_examples: int | None
         sys.exit(EXIT_RULES)
     failed = 0
     passed = 0
+    results: list[dict] = []
     coverage: dict[str, Coverage] = {}
     for path in files:
         try:
             test = read_test_file(path)
         except TestFileError as exc:
             for diag in exc.diagnostics:
-                err.print(diag.render(), markup=False)
-            err.print(f"{path}: cannot be run", markup=False)
+                complain(diag.render())
+            complain(f"{path}: cannot be run")
+            results.append(
+                {"file": str(path), "kind": "file", "passed": False, "errors": [d.to_dict() for d in exc.diagnostics]}
+            )
             failed += 1
             continue
         try:
             program = load_program(test.program)
         except RuleFileError as exc:
             for diag in exc.diagnostics:
-                err.print(diag.render(), markup=False)
-            err.print(f"{path}: its program {test.program} does not load", markup=False)
+                complain(diag.render())
+            complain(f"{path}: its program {test.program} does not load")
+            results.append(
+                {
+                    "file": str(path),
+                    "kind": "program",
+                    "passed": False,
+                    "errors": [d.to_dict() for d in exc.diagnostics],
+                }
+            )
             failed += 1
             continue
         cov = coverage.setdefault(program.version, Coverage(program))
@@ -60,36 +83,69 @@ def test_cmd(paths: tuple[Path, ...], seed: int | None, max_examples: int | None
             cov.fired |= result.fired
             cov.examples += 1
             head = f"{path}:{example.line}: {example.name}"
+            results.append(
+                {
+                    "file": str(path),
+                    "line": example.line,
+                    "kind": "example",
+                    "name": example.name,
+                    "passed": result.passed,
+                    "failures": [failure_dict(f) for f in result.failures],
+                }
+            )
             if result.passed:
                 passed += 1
-                out.print(f"PASS {head}", markup=False)
+                say(f"PASS {head}")
             else:
                 failed += 1
-                out.print(f"FAIL {head}", markup=False)
+                say(f"FAIL {head}")
                 for failure in result.failures:
                     for line in render_failure(failure, str(path)):
-                        out.print(line, markup=False)
+                        say(line)
         if test.invariants is not None and test.invariants.any and not no_invariants:
             from .workbench.invariants import check_invariants
 
             for inv in check_invariants(program, test.invariants, seed=seed, max_examples=max_examples):
                 where = f"{path}:{inv.line}: invariant {inv.name}"
+                results.append(
+                    {
+                        "file": str(path),
+                        "line": inv.line,
+                        "kind": "invariant",
+                        "name": inv.name,
+                        "passed": inv.ok,
+                        "seed": inv.seed,
+                        "examples": inv.examples,
+                        "report": inv.report,
+                    }
+                )
                 if inv.ok:
                     passed += 1
-                    out.print(f"PASS {where} ({inv.examples} generated purchases, seed {inv.seed})", markup=False)
+                    say(f"PASS {where} ({inv.examples} generated purchases, seed {inv.seed})")
                 else:
                     failed += 1
-                    out.print(f"FAIL {where} (seed {inv.seed})", markup=False)
+                    say(f"FAIL {where} (seed {inv.seed})")
                     for line in inv.report:
-                        out.print(f"  {line}", markup=False)
+                        say(f"  {line}")
+    covered = []
     for cov in coverage.values():
         if not cov.examples:
             continue
-        out.print(f"coverage of {cov.program.name}: {cov.summary()}", markup=False)
-        for kind, name, where in cov.never_fired():
-            out.print(f"  never fired: {kind} '{name}' ({where})", markup=False)
-    summary = f"{passed} passed, {failed} failed"
-    out.print(summary, markup=False)
+        say(f"coverage of {cov.program.name}: {cov.summary()}")
+        never = cov.never_fired()
+        for kind, name, where in never:
+            say(f"  never fired: {kind} '{name}' ({where})")
+        covered.append(
+            {
+                "program": cov.program.name,
+                "summary": cov.summary(),
+                "never_fired": [{"kind": k, "name": n, "location": w} for k, n, w in never],
+            }
+        )
+    say(f"{passed} passed, {failed} failed")
+    if as_json:
+        report = {"passed": passed, "failed": failed, "results": results, "coverage": covered}
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=_json_default))
     sys.exit(1 if failed else 0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -269,3 +270,21 @@ def test_plugin_rewards_can_be_expected(tmp_path):
     bad = write(tmp_path, f"examples:\n  - {event}\n    expect: {{rewards: []}}\n", "back.test.yaml")
     result = run(str(bad))
     assert result.exit_code == 1 and "actual   [cashback(amount: 3, max: 5)]" in result.output
+
+
+def test_json_results_for_ci_tools(shop):
+    path = write(
+        shop,
+        "examples:\n  - name: wrong\n    event: {at: 2026-05-04T10:00:00+08:00, amount: '120'}\n    expect: {points: 1}\n",
+    )
+    result = run(str(path), "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert (data["passed"], data["failed"]) == (0, 1)
+    (example,) = data["results"]
+    assert (example["kind"], example["name"], example["line"], example["passed"]) == ("example", "wrong", 2, False)
+    assert example["failures"][0]["mismatches"] == [{"key": "points", "expected": 1, "actual": 170}]
+    assert data["coverage"][0]["never_fired"][0] == {"kind": "rule", "name": "Never", "location": f"{shop}/shop.loy:4"}
+    broken = write(shop, "examples: {oops\n", "broken.test.yaml")
+    data = json.loads(run(str(broken), "--json").output)
+    assert data["results"][0]["kind"] == "file" and "not valid YAML" in data["results"][0]["errors"][0]["message"]

@@ -282,6 +282,17 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def failure_dict(failure: Failure) -> dict[str, Any]:
+    """A failure for ``loyalty test --json``: where, the refusal if any, and each value expected and got."""
+    return {
+        "where": failure.where,
+        "line": failure.line,
+        "error": failure.error,
+        "mismatches": [{"key": m.key, "expected": m.expected, "actual": m.actual} for m in failure.mismatches],
+        "explanations": failure.explanations,
+    }
+
+
 def render_failure(failure: Failure, path: str) -> list[str]:
     lines = [f"  {failure.where}, expected at {path}:{failure.line}:"]
     if failure.error:
