@@ -51,8 +51,8 @@ PRELUDE_TIERS = (
 PRELUDE_GROUP = 'group "Welcome" pick best\n'
 
 # Guides with doctests, and the folder each runs in ("files": a scratch folder with the guide's files).
-GUIDES = {"embedding.md": "root", "store.md": "files", "simulate.md": "files"}
-CONSOLE_GUIDES = ["store.md", "simulate.md"]
+GUIDES = {"embedding.md": "root", "store.md": "files", "workbench.md": "files", "simulate.md": "files"}
+CONSOLE_GUIDES = ["store.md", "workbench.md", "simulate.md"]
 
 
 def language_blocks():

@@ -111,6 +111,22 @@ EXPECTED_COLUMNS = {
         "sent_at",
     },
     "schedule_runs": {"day", "last_member", "done"},
+    "shadow_diffs": {
+        "id",
+        "event",
+        "member",
+        "at",
+        "live",
+        "candidate",
+        "candidate_name",
+        "status",
+        "live_points",
+        "candidate_points",
+        "delta",
+        "details",
+        "error",
+        "recorded_at",
+    },
     "_migrations": {"name", "applied_at"},
 }
 
@@ -316,3 +332,17 @@ def test_ledger_is_append_only_through_the_store_too(tmp_path):
     assert engine.store.ledger_sums() == {("m1", "points"): Decimal(100)}
     assert engine.store.integrity_check() == "ok"
     engine.close()
+
+
+def test_a_database_from_before_shadow_mode_gets_its_table_on_opening(tmp_path):
+    path = tmp_path / "old.db"
+    engine_with_entries(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE shadow_diffs")
+    conn.execute("DELETE FROM _migrations WHERE name = 'm008_shadow_diffs'")
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)  # as a database written by the previous release
+    assert columns(store.conn, "shadow_diffs") == EXPECTED_COLUMNS["shadow_diffs"]
+    assert store.conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 1  # its data untouched
+    store.close()

@@ -273,6 +273,32 @@ def m007_reward_journal(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration
+def m008_shadow_diffs(db: sqlite_utils.Database) -> None:
+    # Shadow mode (service/shadow.py): one row per event a candidate program was compared on.
+    db["shadow_diffs"].create(
+        {
+            "id": int,
+            "event": str,
+            "member": str,
+            "at": str,
+            "live": str,  # program versions
+            "candidate": str,
+            "candidate_name": str,
+            "status": str,  # same | differs | error
+            "live_points": str,
+            "candidate_points": str,
+            "delta": str,  # candidate - live
+            "details": str,  # JSON: what differs, each as [live, candidate]
+            "error": str,  # what the candidate raised
+            "recorded_at": str,
+        },
+        pk="id",
+        not_null={"event", "live", "candidate", "status", "recorded_at"},
+    )
+    db["shadow_diffs"].create_index(["candidate"])
+
+
 def applied(db: sqlite_utils.Database) -> set[str]:
     if "_migrations" not in db.table_names():
         return set()

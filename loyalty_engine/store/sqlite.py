@@ -214,6 +214,7 @@ class SQLiteStore:
         try:
             self._retry_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
+            self._rollback()  # BEGIN may have opened the transaction before failing (interrupted loading the schema)
             raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
 
     def _commit(self) -> None:
