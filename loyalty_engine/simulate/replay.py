@@ -31,7 +31,7 @@ from ..program import Program
 from ..service.engine import Engine
 from ..service.history import program_needs
 from ..service.imports import import_row, read_rows
-from ..service.replay import dispatch
+from ..service.replay import dispatch, read_lines
 from ..wire import _datetime, canonical_json
 from .report import Tally
 from .state import MemoryStore
@@ -82,14 +82,7 @@ def read_history(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
         if path.suffix.lower() == ".csv":
             yield from read_csv(fh)
             return
-        for number, line in enumerate(fh, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            try:
-                yield number, json.loads(text), None
-            except json.JSONDecodeError as exc:
-                yield number, None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+        yield from read_lines(fh)
 
 
 CSV_EVENT_FIELDS = ("id", "type", "member", "at", "channel", "store", "payment", "original", "points", "amount")
