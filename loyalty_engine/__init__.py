@@ -18,6 +18,7 @@ event types): ``from loyalty_engine import hookimpl`` (docs/plugins.md).
 
 from .engine.effects import Effect
 from .engine.outcome import Outcome
+from .engine.trace import Trace
 from .errors import (
     ConflictError,
     EvaluationError,
@@ -66,6 +67,7 @@ __all__ = [
     "ScoringModel",
     "Store",
     "StoreError",
+    "Trace",
     "check_program",
     "default_schema",
     "evaluate",

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .errors import InputError, RuleFileError
+from .errors import InputError, PluginError, RuleFileError
 from .program import Program, check_program, load_program
 from .wire import structure_context, structure_event
 
@@ -24,7 +24,18 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 150)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: plugins that cannot load together (a name registered twice) end any command readably."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PluginError as exc:
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_RULES)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="loyalty-engine")
 def main() -> None:
     """loyalty-engine: check loyalty programs and evaluate events against them."""
@@ -102,19 +113,8 @@ def _input_error(message: str):
     sys.exit(EXIT_INPUT)
 
 
-@main.command("eval")
-@click.argument("program", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--event", "event_file", required=True, type=click.Path(path_type=Path), help="Event JSON file.")
-@click.option(
-    "--member", "member_file", type=click.Path(path_type=Path), help="Member JSON file (with optional context)."
-)
-@click.option("--as-of", "as_of", help="Evaluate as if at this ISO 8601 time (with offset).")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def eval_(program: Path, event_file: Path, member_file: Path | None, as_of: str | None, as_json: bool) -> None:
-    """Evaluate one event against PROGRAM and show every effect with its explanation.
-
-    Nothing is stored. A malformed event or member exits 2 naming the field.
-    """
+def evaluation_inputs(program: Path, event_file: Path, member_file: Path | None, as_of: str | None):
+    """(program, event, member context or None, as-of time or None) from the options of eval and explain."""
     prog = _load(program)
     event_data = _read_json(event_file, "event")
     try:
@@ -128,11 +128,33 @@ def eval_(program: Path, event_file: Path, member_file: Path | None, as_of: str 
             when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
             if when.utcoffset() is None:
                 raise InputError([("--as-of", f"{as_of!r} has no timezone offset")], "option")
-        outcome = prog.evaluate(event, context, when)
+        if event.type not in prog.event_types:
+            raise InputError([("type", f"'{event.type}' is not an event type this program knows")], "event")
     except InputError as exc:
         _input_error(str(exc))
     except ValueError as exc:
         _input_error(f"--as-of: {exc}")
+    return prog, event, context, when
+
+
+@main.command("eval")
+@click.argument("program", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--event", "event_file", required=True, type=click.Path(path_type=Path), help="Event JSON file.")
+@click.option(
+    "--member", "member_file", type=click.Path(path_type=Path), help="Member JSON file (with optional context)."
+)
+@click.option("--as-of", "as_of", help="Evaluate as if at this ISO 8601 time (with offset).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def eval_(program: Path, event_file: Path, member_file: Path | None, as_of: str | None, as_json: bool) -> None:
+    """Evaluate one event against PROGRAM and show every effect with its explanation.
+
+    Nothing is stored. A malformed event or member exits 2 naming the field.
+    """
+    prog, event, context, when = evaluation_inputs(program, event_file, member_file, as_of)
+    try:
+        outcome = prog.evaluate(event, context, when)
+    except InputError as exc:
+        _input_error(str(exc))
     if as_json:
         click.echo(json.dumps(outcome.to_dict(), ensure_ascii=False, indent=2))
         return
@@ -211,7 +233,12 @@ def schema(as_json: bool) -> None:
             out.print(f"  {key}: {shown}", markup=False)
 
 
-from . import cli_plugins, cli_state  # noqa: E402, F401 - register their commands on `main`
+from . import (  # noqa: E402 - registers the commands on `main`
+    cli_plugins,  # noqa: F401 - plugins
+    cli_simulate,  # noqa: F401 - generate-history, simulate
+    cli_state,  # noqa: F401 - the database commands
+    cli_workbench,  # noqa: F401 - test, explain, describe, shadow-report
+)
 
 if __name__ == "__main__":  # pragma: no cover - python -m loyalty_engine.cli: use the module the commands live on
     from loyalty_engine.cli import main as registered

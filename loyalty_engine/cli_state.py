@@ -90,7 +90,21 @@ def _num(value) -> str:
     "--synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False), default="FULL", show_default=True
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def run(program: Path, events: Path, db: Path, stop_on_error: bool, batch: int, synchronous: str, as_json: bool):
+@click.option(
+    "--shadow",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A candidate program evaluated beside PROGRAM on every event (not applied); see 'loyalty shadow-report'.",
+)
+def run(
+    program: Path,
+    events: Path,
+    db: Path,
+    stop_on_error: bool,
+    batch: int,
+    synchronous: str,
+    as_json: bool,
+    shadow: Path | None,
+):
     """Process a history file (JSON lines) in order: events, redemptions, adjustments, triggers.
 
     Idempotent: running the same file again applies nothing twice. A bad line
@@ -100,6 +114,8 @@ def run(program: Path, events: Path, db: Path, stop_on_error: bool, batch: int, 
     from .service.replay import run_lines
 
     engine = open_engine(program, db, synchronous)
+    if shadow is not None:
+        engine.shadow(_load(shadow))
     bar = _progress(sys.stderr.isatty() and not as_json, None, "processing")
     with engine, open(events, encoding="utf-8") as f:
         if bar is not None:

@@ -160,6 +160,8 @@ class Plugins:
             self._add(plugin, name, source, dist)
 
     def _add(self, plugin: Any, name: str, source: str, distribution: str | None = None) -> None:
+        if self.pm.is_registered(plugin):  # e.g. passed in code and installed too: it is loaded, once
+            return
         unknown = [
             attr
             for attr in dir(plugin)
@@ -172,7 +174,7 @@ class Plugins:
             return
         try:
             self.pm.register(plugin, name=name)
-        except ValueError as exc:  # the same plugin object or name twice
+        except ValueError as exc:  # another plugin under the same name
             self.failures.append(PluginFailure(name, source, str(exc)))
             return
         except pluggy.PluginValidationError as exc:

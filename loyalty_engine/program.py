@@ -27,6 +27,8 @@ from .language.frontend import CheckResult, check_source
 from .language.schema import Schema, default_schema
 from .model import Event, Member, MemberContext
 
+_COMPARISONS = ("==", "!=", "<", "<=", ">", ">=", "in", "notin")
+
 
 class Program:
     """A checked and compiled loyalty program. Immutable; safe to share between threads."""
@@ -159,6 +161,42 @@ class Program:
                 results.append(f"({value}, None, None)")
         return "(" + "".join(r + ", " for r in results) + ")"
 
+    def condition_values(self, plan: RulePlan, outcome: Outcome) -> list[tuple]:
+        """Each top-level condition of a rule as (value, left, right), both sides for any comparison.
+
+        Unlike :meth:`probe` the sides keep their written order (``a < b`` gives ``a, b``).
+        """
+        rule = plan.rule
+        fn = self._compiled(("sides", id(rule)), lambda em: self._sides_body(em, rule))
+        return list(fn(outcome.event, outcome.context, outcome.as_of))
+
+    def _sides_body(self, em: Emitter, rule) -> str:
+        results = []
+        for conjunct in flatten_and(rule.condition):
+            value = em.bind(em.expr(conjunct)[0])
+            if isinstance(conjunct, ast.Binary) and conjunct.op in _COMPARISONS:
+                left = em.bind(em.expr(conjunct.left)[0])
+                right = em.bind(em.expr(conjunct.right)[0])
+                results.append(f"({value}, {left}, {right})")
+            else:
+                results.append(f"({value}, None, None)")
+        return "(" + "".join(r + ", " for r in results) + ")"
+
+    def explain(self, event: Event, context: MemberContext | Member | None = None, as_of: dt.datetime | None = None):
+        """Evaluate ``event`` and return its :class:`~loyalty_engine.engine.trace.Trace`: every rule in
+        evaluation order, whether it applied and why (or why not), and how each balance was computed."""
+        from .engine.trace import build_trace
+
+        return build_trace(self.evaluate(event, context, as_of))
+
+    def explain_triggers(self, context: MemberContext | Member, as_of: dt.datetime):
+        """The :class:`~loyalty_engine.engine.trace.Trace` of the retention triggers for one member at ``as_of``."""
+        from .engine.trace import build_trace
+
+        if isinstance(context, Member):
+            context = MemberContext(context)
+        return build_trace(self.run_triggers(context, as_of))
+
     def item_matches(self, condition: ast.Expr, outcome: Outcome) -> tuple[bool, ...]:
         """Whether each cart line of the outcome's event meets ``condition`` (an item filter)."""
         fn = self._compiled(("match", id(condition)), lambda em: self._match_body(em, condition))
@@ -239,7 +277,8 @@ def load_program(path: str | Path, text: str | None = None, schema: Schema | Non
         digest.update("\n".join(result.sources.texts[name]).encode())
         digest.update(b"\0")
     source_hash = digest.hexdigest()
-    key = (source_hash, id(schema) if schema is not None else None)
+    # the path as given is part of the key: locations in explanations name the file the way the caller did
+    key = (source_hash, str(path), id(schema) if schema is not None else None)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:

@@ -119,3 +119,12 @@ def test_triggers_benchmark_runs_and_matches_the_data(capsys, tmp_path):
     assert all(c["expected"] == c["got"] for c in result["checks"]), result["checks"]
     assert sum(run["report"]["fired"].values()) > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_simulate_benchmark_runs_and_prints_figures(capsys, tmp_path):
+    simulate = _load_benchmark("simulate")
+    assert simulate.main(["--members", "30", "--months", "2", "--dir", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    small, big = data["results"]
+    assert small["members"] == big["members"] == 30 and big["events"] > small["events"] > 0
+    assert big["events_per_s"] > 0 and big["peak_mb"] > 0

@@ -14,6 +14,9 @@ A guide can ship the files its examples use: a fenced block whose info string
 has ``title="NAME"`` (```loy title="bakery.loy") is written to the scratch
 folder before its examples run. ``<!-- clock: ISO-TIME -->`` fixes the clock the
 command line reads (redeem, member, import-members, deliver use "now").
+
+docs/plugins.md runs in tests/test_plugin_guide.py instead: it installs a
+plugin, so its commands run in subprocesses.
 """
 
 import datetime as dt
@@ -48,8 +51,8 @@ PRELUDE_TIERS = (
 PRELUDE_GROUP = 'group "Welcome" pick best\n'
 
 # Guides with doctests, and the folder each runs in ("files": a scratch folder with the guide's files).
-GUIDES = {"embedding.md": "root", "store.md": "files"}
-CONSOLE_GUIDES = ["store.md"]
+GUIDES = {"embedding.md": "root", "store.md": "files", "workbench.md": "files", "simulate.md": "files"}
+CONSOLE_GUIDES = ["store.md", "workbench.md", "simulate.md"]
 
 
 def language_blocks():

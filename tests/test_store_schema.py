@@ -111,6 +111,22 @@ EXPECTED_COLUMNS = {
         "sent_at",
     },
     "schedule_runs": {"day", "last_member", "done"},
+    "shadow_diffs": {
+        "id",
+        "event",
+        "member",
+        "at",
+        "live",
+        "candidate",
+        "candidate_name",
+        "status",
+        "live_points",
+        "candidate_points",
+        "delta",
+        "details",
+        "error",
+        "recorded_at",
+    },
     "_migrations": {"name", "applied_at"},
 }
 
@@ -318,7 +334,7 @@ def test_ledger_is_append_only_through_the_store_too(tmp_path):
     engine.close()
 
 
-# ------------------------------------------------------------------ the write path's indexes (m008)
+# ------------------------------------------------------------------ the write path's indexes (m009)
 
 
 def _indexes(conn, table: str) -> set[str]:
@@ -326,11 +342,11 @@ def _indexes(conn, table: str) -> set[str]:
 
 
 def test_an_existing_database_loses_the_event_indexes_and_keeps_its_lookups(tmp_path, monkeypatch):
-    """m008 drops ledger(event) and coupons(event) from a database made before it; lookups go by member."""
+    """m009 drops ledger(event) and coupons(event) from a database made before it; lookups go by member."""
     from loyalty_engine.store import migrations
 
     path = tmp_path / "store.db"
-    before = [fn for fn in migrations.MIGRATIONS if fn.__name__ != "m008_no_event_indexes"]
+    before = [fn for fn in migrations.MIGRATIONS if fn.__name__ != "m009_no_event_indexes"]
     monkeypatch.setattr(migrations, "MIGRATIONS", before)
     engine = engine_with_entries(path)
     assert "idx_ledger_event" in _indexes(engine.store.conn, "ledger")
@@ -338,7 +354,7 @@ def test_an_existing_database_loses_the_event_indexes_and_keeps_its_lookups(tmp_
     engine.close()
     monkeypatch.undo()
     store = SQLiteStore(path)
-    assert "m008_no_event_indexes" in {r[0] for r in store.conn.execute("SELECT name FROM _migrations")}
+    assert "m009_no_event_indexes" in {r[0] for r in store.conn.execute("SELECT name FROM _migrations")}
     assert "idx_ledger_event" not in _indexes(store.conn, "ledger")
     assert "idx_coupons_event" not in _indexes(store.conn, "coupons")
     (entry,) = store.entries_for_event("t1")  # the member is looked up in events
@@ -350,4 +366,18 @@ def test_an_existing_database_loses_the_event_indexes_and_keeps_its_lookups(tmp_
         "EXPLAIN QUERY PLAN SELECT id FROM ledger WHERE member = ? AND event = ?", ("m1", "t1")
     ).fetchall()
     assert any("idx_ledger_member_balance_day" in row[-1] for row in plan)  # by the member's index
+    store.close()
+
+
+def test_a_database_from_before_shadow_mode_gets_its_table_on_opening(tmp_path):
+    path = tmp_path / "old.db"
+    engine_with_entries(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE shadow_diffs")
+    conn.execute("DELETE FROM _migrations WHERE name = 'm008_shadow_diffs'")
+    conn.commit()
+    conn.close()
+    store = SQLiteStore(path)  # as a database written by the previous release
+    assert columns(store.conn, "shadow_diffs") == EXPECTED_COLUMNS["shadow_diffs"]
+    assert store.conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 1  # its data untouched
     store.close()

@@ -154,7 +154,8 @@ class Applier:
             total = outcome.total(balance)
             if sum((a for _, _, a in items), ZERO) != total and all(a > 0 for _, _, a in items):
                 quantum = balance_quantum(self.program.checked, balance)
-                spread = allocate([a for _, _, a in items], total, quantum)
+                subtotal = sum((a for _, _, a in items), ZERO)  # a cap's cut in proportion, never below zero
+                spread = allocate([a * total / subtotal for _, _, a in items], total, quantum)
                 out[balance] = [(p, a, s) for (p, a, _), s in zip(items, spread)]
         return out
 

@@ -60,6 +60,7 @@ class Engine:
         clock: Callable[[], dt.datetime] = utc_now,
         remember_refusals: bool = True,
         plugins: Plugins | None = None,
+        shadow: Program | None = None,
     ):
         self.program = program
         # The plugins whose hooks run around processing: those the program was checked against, by default.
@@ -78,6 +79,17 @@ class Engine:
         sources = {path: "\n".join(lines) for path, lines in program.sources.texts.items()}
         with store.transaction():
             store.ensure_program(program.version, program.name, sources)
+        self.shadowing = None
+        if shadow is not None:
+            self.shadow(shadow)
+
+    def shadow(self, candidate: Program | None):
+        """Evaluate ``candidate`` beside the live program on every processed event and record where they
+        differ (see :mod:`.shadow`); only the live program is applied. ``None`` stops shadowing."""
+        from .shadow import Shadow
+
+        self.shadowing = Shadow(self, candidate) if candidate is not None else None
+        return self.shadowing
 
     @classmethod
     def open(
@@ -266,6 +278,8 @@ class Engine:
             self.plugins.call_before_evaluate(ev, record.member, self)
         context = self.context.build(record, self.local_day(ev.at))
         outcome = self.program.evaluate(ev, context)
+        if self.shadowing is not None:  # the candidate sees the member as the live program found them
+            self.shadowing.observe(record, ev, outcome)
         entries, coupons, tier, messages, notes = self.applier.apply(record, outcome, ev.id, ev.at, ev)
         score_failures = getattr(context.scores, "errors", None)
         if score_failures:

@@ -104,7 +104,9 @@ class Refunds:
         earned = [e for e in entries if e.kind == "earn"]
         done = store.reversed_amounts([e.id for e in earned])
         written = []
-        for entry in earned:
+        # Credits first: a cap can leave a rule a negative share, and taking back the positive entries
+        # before giving that back would find the balance short and record a debt the credit then misses.
+        for entry in sorted(earned, key=lambda e: e.amount > 0):
             if entry.lines is not None:
                 share = fraction(entry.lines, after, original.items) if original.items else basket_share
             elif policy == "reverse":

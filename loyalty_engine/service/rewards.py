@@ -162,8 +162,11 @@ def reverse_rewards(engine, record: MemberRecord, original: Event, refund: Event
     if not entries:
         return []
     done = store.reward_reversed([e.id for e in entries])
+    from .apply import _State
+
     types = engine.program.checked.schema.reward_types
     notes: list[str] = []
+    engine.applier.state = _State(notes)  # what a reverse callback notes goes into the refund's result
     for entry in entries:
         share = share_of(entry.lines)
         target = entry.amount if share == 1 else _toward_zero(Fraction(entry.amount) * share, entry.amount)
@@ -192,6 +195,7 @@ def reverse_rewards(engine, record: MemberRecord, original: Event, refund: Event
             ctx = RewardContext(engine.applier, record, refund, refund.at, refund.id)
             ctx.rule = entry.rule
             ctx.args = dict(entry.args)
+            ctx.reward_type = reward  # so ctx.balance() reads this type's journal, as in apply
             try:
                 reward.reverse(ctx, entry, change)
             except LoyaltyError:

@@ -274,7 +274,33 @@ def m007_reward_journal(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m008_no_event_indexes(db: sqlite_utils.Database) -> None:
+def m008_shadow_diffs(db: sqlite_utils.Database) -> None:
+    # Shadow mode (service/shadow.py): one row per event a candidate program was compared on.
+    db["shadow_diffs"].create(
+        {
+            "id": int,
+            "event": str,
+            "member": str,
+            "at": str,
+            "live": str,  # program versions
+            "candidate": str,
+            "candidate_name": str,
+            "status": str,  # same | differs | error
+            "live_points": str,
+            "candidate_points": str,
+            "delta": str,  # candidate - live
+            "details": str,  # JSON: what differs, each as [live, candidate]
+            "error": str,  # what the candidate raised
+            "recorded_at": str,
+        },
+        pk="id",
+        not_null={"event", "live", "candidate", "status", "recorded_at"},
+    )
+    db["shadow_diffs"].create_index(["candidate"])
+
+
+@migration
+def m009_no_event_indexes(db: sqlite_utils.Database) -> None:
     # Every index is one more page written by every commit that inserts into its table. The entries
     # and coupons of an event are found through the member's index instead (refunds and imports know
     # the member; the store looks it up in events otherwise), so these two do not earn their keep.

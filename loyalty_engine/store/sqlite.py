@@ -227,7 +227,7 @@ class SQLiteStore:
                     raise
                 self._retry_locked(lambda: self.conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
-            self._rollback()  # an interrupted BEGIN may have opened the transaction before it failed
+            self._rollback()  # BEGIN may have opened the transaction before failing (interrupted loading the schema)
             raise StoreError(f"cannot start a write transaction on {self.path}: {exc}") from exc
 
     def _commit(self) -> None:
