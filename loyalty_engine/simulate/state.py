@@ -287,7 +287,7 @@ class MemoryStore:
                         del days[d]
         return ids
 
-    def entries_for_event(self, event_id: str) -> list[LedgerEntry]:
+    def entries_for_event(self, event_id: str, member_id: str | None = None) -> list[LedgerEntry]:
         return list(self.entries.get(event_id, ()))
 
     def reversed_amounts(self, entry_ids: Sequence[int]) -> dict[int, Decimal]:
@@ -472,7 +472,9 @@ class MemoryStore:
 
     # -------------------------------------------------------------- coupons and tiers
 
-    def add_coupon(self, coupon: CouponRecord) -> None:
+    def add_coupon(self, coupon: CouponRecord) -> bool:
+        if coupon.code in self.coupons_:
+            return False  # taken: the applier tries the next code, as with the SQLite store
         self.coupons_[coupon.code] = coupon
         self._statuses[coupon.code] = coupon.status
         mine = self.member_coupons.setdefault(coupon.member, [])
@@ -491,6 +493,7 @@ class MemoryStore:
         if self.keeps(coupon.event):
             self.event_coupons.setdefault(coupon.event, []).append(coupon.code)
         self.tally.coupon_issued(coupon)
+        return True
 
     def get_coupon(self, code: str) -> CouponRecord | None:
         return self.coupons_.get(code)
@@ -513,7 +516,7 @@ class MemoryStore:
     def coupons(self, member_id: str) -> list[CouponRecord]:
         return list(self.member_coupons.get(member_id, ()))
 
-    def coupons_for_event(self, event_id: str) -> list[CouponRecord]:
+    def coupons_for_event(self, event_id: str, member_id: str | None = None) -> list[CouponRecord]:
         return [self.coupons_[c] for c in self.event_coupons.get(event_id, ()) if c in self.coupons_]
 
     def coupon_count(self, template: str, member_id: str | None = None) -> int:
