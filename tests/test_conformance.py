@@ -29,6 +29,7 @@ from loyalty_engine.errors import InputError, RuleFileError
 from loyalty_engine.plugins import core_schema
 from loyalty_engine.program import check_program, load_program
 from loyalty_engine.wire import structure_context, structure_event
+from loyalty_engine.workbench.testfile import jsonish
 
 CORE = core_schema()  # the built-ins only: cases must not depend on which plugins are installed
 
@@ -81,22 +82,6 @@ def _params():
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def jsonish(value: Any) -> Any:
-    """YAML values back to what a JSON decoder would give: dates and times as ISO text.
-
-    Floats stay numbers, as ``json.loads`` gives them: the wire format reads a
-    float through its ``repr`` (12.5 -> Decimal("12.5")), and scores are JSON
-    numbers by definition. Cases write money amounts as quoted strings anyway.
-    """
-    if isinstance(value, dict):
-        return {str(k): jsonish(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonish(v) for v in value]
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    return value
 
 
 def as_datetime(value: Any) -> dt.datetime | None:

@@ -369,39 +369,21 @@ class SQLiteStore:
     def save_member(self, record: MemberRecord) -> None:
         m = record.member
         loaded, snapshot = record.loaded, record.snapshot
-        if loaded is not None and snapshot is not None and record.stored:
-            # encode only what may have changed: the member's details are one frozen object, the maps dicts
-            if m is snapshot[0]:
-                head = loaded[:8]
-            else:
-                head = self._member_head(m)
-            values = (
-                *head,
-                iso(record.tier_since),
-                iso(record.tier_review),
-                iso(record.grace_until),
-                iso(record.first_purchase),
-                iso(record.last_purchase),
-                iso(record.last_activity),
-                loaded[14] if record.balances == snapshot[1] else _enc_map(record.balances),
-                loaded[15] if record.debts == snapshot[2] else _enc_map(record.debts),
-                loaded[16] if record.lifetime == snapshot[3] else _enc_map(record.lifetime),
-                iso(record.created_at),
-            )
-        else:
-            values = (
-                *self._member_head(m),
-                iso(record.tier_since),
-                iso(record.tier_review),
-                iso(record.grace_until),
-                iso(record.first_purchase),
-                iso(record.last_purchase),
-                iso(record.last_activity),
-                _enc_map(record.balances),
-                _enc_map(record.debts),
-                _enc_map(record.lifetime),
-                iso(record.created_at),
-            )
+        # encode only what may have changed: the member's details are one frozen object, the maps dicts
+        same = loaded is not None and snapshot is not None and record.stored
+        values = (
+            *(loaded[:8] if same and m is snapshot[0] else self._member_head(m)),
+            iso(record.tier_since),
+            iso(record.tier_review),
+            iso(record.grace_until),
+            iso(record.first_purchase),
+            iso(record.last_purchase),
+            iso(record.last_activity),
+            loaded[14] if same and record.balances == snapshot[1] else _enc_map(record.balances),
+            loaded[15] if same and record.debts == snapshot[2] else _enc_map(record.debts),
+            loaded[16] if same and record.lifetime == snapshot[3] else _enc_map(record.lifetime),
+            iso(record.created_at),
+        )
         if not record.stored:
             self.conn.execute(f"INSERT INTO members ({_MEMBER_COLUMNS}) VALUES ({_MEMBER_MARKS})", values)
             record.stored = True

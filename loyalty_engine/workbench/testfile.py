@@ -200,7 +200,10 @@ class TestFile:
 
 
 def jsonish(value: Any) -> Any:
-    """YAML values as a JSON decoder would give them: dates and times as ISO text."""
+    """YAML values as a JSON decoder would give them: dates and times as ISO text, floats still numbers.
+
+    The wire format reads a float through its ``repr`` (12.5 -> Decimal("12.5")).
+    """
     if isinstance(value, dict):
         return {str(k): jsonish(v) for k, v in value.items()}
     if isinstance(value, list):
