@@ -49,6 +49,20 @@ def test_cmd(
     passed = 0
     results: list[dict] = []
     coverage: dict[str, Coverage] = {}
+
+    def report(entry: dict, pass_line: str, fail_line: str, details) -> None:
+        """Record one example's or invariant's result and print its line (and, on failure, the details)."""
+        nonlocal passed, failed
+        results.append(entry)
+        if entry["passed"]:
+            passed += 1
+            say(pass_line)
+            return
+        failed += 1
+        say(fail_line)
+        for line in details:
+            say(line)
+
     for path in files:
         try:
             test = read_test_file(path)
@@ -83,50 +97,33 @@ def test_cmd(
             cov.fired |= result.fired
             cov.examples += 1
             head = f"{path}:{example.line}: {example.name}"
-            results.append(
-                {
-                    "file": str(path),
-                    "line": example.line,
-                    "kind": "example",
-                    "name": example.name,
-                    "passed": result.passed,
-                    "failures": [failure_dict(f) for f in result.failures],
-                }
-            )
-            if result.passed:
-                passed += 1
-                say(f"PASS {head}")
-            else:
-                failed += 1
-                say(f"FAIL {head}")
-                for failure in result.failures:
-                    for line in render_failure(failure, str(path)):
-                        say(line)
+            entry = {
+                "file": str(path),
+                "line": example.line,
+                "kind": "example",
+                "name": example.name,
+                "passed": result.passed,
+                "failures": [failure_dict(f) for f in result.failures],
+            }
+            details = (line for f in result.failures for line in render_failure(f, str(path)))
+            report(entry, f"PASS {head}", f"FAIL {head}", details)
         if test.invariants is not None and test.invariants.any and not no_invariants:
             from .workbench.invariants import check_invariants
 
             for inv in check_invariants(program, test.invariants, seed=seed, max_examples=max_examples):
                 where = f"{path}:{inv.line}: invariant {inv.name}"
-                results.append(
-                    {
-                        "file": str(path),
-                        "line": inv.line,
-                        "kind": "invariant",
-                        "name": inv.name,
-                        "passed": inv.ok,
-                        "seed": inv.seed,
-                        "examples": inv.examples,
-                        "report": inv.report,
-                    }
-                )
-                if inv.ok:
-                    passed += 1
-                    say(f"PASS {where} ({inv.examples} generated purchases, seed {inv.seed})")
-                else:
-                    failed += 1
-                    say(f"FAIL {where} (seed {inv.seed})")
-                    for line in inv.report:
-                        say(f"  {line}")
+                entry = {
+                    "file": str(path),
+                    "line": inv.line,
+                    "kind": "invariant",
+                    "name": inv.name,
+                    "passed": inv.ok,
+                    "seed": inv.seed,
+                    "examples": inv.examples,
+                    "report": inv.report,
+                }
+                ok_line = f"PASS {where} ({inv.examples} generated purchases, seed {inv.seed})"
+                report(entry, ok_line, f"FAIL {where} (seed {inv.seed})", (f"  {line}" for line in inv.report))
     covered = []
     for cov in coverage.values():
         if not cov.examples:

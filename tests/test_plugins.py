@@ -141,14 +141,6 @@ def test_load_plugins_env_limits_which_installed_plugins_load(monkeypatch):
     assert installed == ["loyalty-cashback"]
 
 
-def test_trace_env_prints_each_hook_call(monkeypatch, capsys):
-    monkeypatch.setenv("LOYALTY_TRACE_PLUGINS", "1")
-    Plugins(entry_points=False)
-    assert (
-        "loyalty-plugins: register_scoring_models -> loyalty_engine.default_plugins.scoring" in capsys.readouterr().err
-    )
-
-
 # ------------------------------------------------------------------ registration hooks, used from rule files
 
 

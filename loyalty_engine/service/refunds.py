@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import json
-import math
 from decimal import Decimal
 from fractions import Fraction
 
@@ -32,7 +31,7 @@ from ..errors import RefusedError
 from ..model import Event
 from ..store.base import MemberRecord
 from ..wire import structure_event
-from .rewards import reverse_rewards
+from .rewards import reverse_rewards, truncate
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -194,6 +193,4 @@ class Refunds:
 
 
 def _toward_zero(value: Fraction, program, balance: str) -> Decimal:
-    quantum = balance_quantum(program.checked, balance)
-    steps = value / Fraction(quantum)
-    return Decimal(math.trunc(steps)) * quantum
+    return truncate(value, balance_quantum(program.checked, balance))

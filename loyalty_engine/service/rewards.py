@@ -211,9 +211,12 @@ def reverse_rewards(engine, record: MemberRecord, original: Event, refund: Event
     return notes
 
 
+def truncate(value: Fraction, quantum: Decimal) -> Decimal:
+    """``value`` cut toward zero to a multiple of ``quantum`` (a reversal never takes back more than was granted)."""
+    return Decimal(math.trunc(value / Fraction(quantum))) * quantum
+
+
 def _toward_zero(value: Fraction, like: Decimal) -> Decimal:
-    """``value`` cut toward zero to the decimal places of ``like`` (never more back than was granted)."""
+    """``value`` cut toward zero to the decimal places of ``like``."""
     exponent = like.as_tuple().exponent
-    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-    quantum = Fraction(1, 10**places)
-    return Decimal(math.trunc(value / quantum)) / (10**places) if places else Decimal(math.trunc(value))
+    return truncate(value, Decimal(1).scaleb(min(0, exponent if isinstance(exponent, int) else 0)))
