@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
 import attrs
@@ -129,6 +129,56 @@ def program_needs(program: Program) -> Needs:
     return needs
 
 
+class MemberStats(Mapping):
+    """A member's statistics, keyed like ``"spend:last_12_months"`` or ``"purchases:lifetime"``.
+
+    Read straight from the per-window sums and a copy of the lifetime totals (a
+    daily run reads one or two statistics of most members, so none is re-keyed
+    until it is asked for).
+    """
+
+    __slots__ = ("_where", "_sums", "_lifetime")
+
+    def __init__(self, where: dict[str, tuple[int, str]], sums: list[dict[str, Decimal]], lifetime: dict):
+        self._where = where
+        self._sums = sums
+        self._lifetime = lifetime
+
+    def get(self, key, default=None):
+        found = self._where.get(key)
+        if found is not None:
+            i, name = found
+            return self._sums[i].get(name, default) if i < len(self._sums) else default
+        if isinstance(key, str) and key.endswith(":lifetime"):
+            return self._lifetime.get(key[:-9], default)
+        return default
+
+    def __getitem__(self, key):
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def __iter__(self):
+        for key, (i, name) in self._where.items():
+            if i < len(self._sums) and name in self._sums[i]:
+                yield key
+        for name in self._lifetime:
+            yield name + ":lifetime"
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"MemberStats({dict(self)!r})"
+
+
+_MISSING = object()
+
+
 class ContextBuilder:
     """Builds :class:`MemberContext` objects from the store for one program."""
 
@@ -138,7 +188,8 @@ class ContextBuilder:
         self.needs = program_needs(program)
         self.tz = zoneinfo.ZoneInfo(program.timezone)
         self.windows = [w for w in self.needs.windows.values() if w.kind != "lifetime"]
-        self._keys = [{name: f"{name}:{w.key}" for name in scoring.ACTIVITY} for w in self.windows]
+        # statistic key -> (window index, statistic), so a context finds a windowed value without building a map
+        self._where = {f"{name}:{w.key}": (i, name) for i, w in enumerate(self.windows) for name in scoring.ACTIVITY}
         self.scoring = scoring.ScoreBoard(program)
 
     def local_day(self, when: dt.datetime) -> dt.date:
@@ -147,14 +198,8 @@ class ContextBuilder:
     def starts(self, today: dt.date) -> list[dt.date]:
         return [window_start(w, today) for w in self.windows]
 
-    def stats_from(self, record: MemberRecord, sums: list[dict[str, Decimal]]) -> dict[str, Decimal]:
-        stats: dict[str, Decimal] = {}
-        for keys, values in zip(self._keys, sums):
-            for name, value in values.items():
-                stats[keys[name]] = value
-        for name, value in record.lifetime.items():
-            stats[name + ":lifetime"] = value
-        return stats
+    def stats_from(self, record: MemberRecord, sums: list[dict[str, Decimal]]) -> MemberStats:
+        return MemberStats(self._where, sums, dict(record.lifetime))
 
     def build(self, record: MemberRecord, today: dt.date, lots: list[Lot] | None = None) -> MemberContext:
         """The context for one member, read from the store inside the current transaction."""

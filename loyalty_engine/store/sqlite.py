@@ -65,6 +65,7 @@ _MEMBER_NAMES = [
     "created_at",
 ]
 _MEMBER_SET = ", ".join(f"{name} = ?" for name in _MEMBER_NAMES[1:])
+_ZERO = Decimal(0)
 SCALE = Decimal(10000)  # activity statistics are stored in 1/10000 units
 _STAT_INDEX = {name: i for i, name in enumerate(ACTIVITY_STATS)}
 _DATE, _DATETIME = dt.date.fromisoformat, dt.datetime.fromisoformat
@@ -73,10 +74,18 @@ _MEMBER_COLUMNS = ", ".join(_MEMBER_NAMES)
 _MEMBER_MARKS = ", ".join("?" * len(_MEMBER_NAMES))
 
 
+# The maps are flat JSON objects we wrote ourselves: the scanner alone, without json.loads' wrappers.
+_scan_json = json.JSONDecoder().scan_once
+
+
 def _dec_map(text: str | None) -> dict[str, Decimal]:
     if not text or text == "{}":
         return {}
-    return {k: Decimal(v) for k, v in json.loads(text).items()}
+    try:
+        values = _scan_json(text, 0)[0]
+    except StopIteration:  # not written by this store (leading space, say): the full parser
+        values = json.loads(text)
+    return {k: Decimal(v) for k, v in values.items()}
 
 
 # Built once: json.dumps with options builds a new encoder on every call.
@@ -657,7 +666,7 @@ class SQLiteStore:
         n = len(ACTIVITY_STATS)
         for i in range(count):
             values = row[i * n : (i + 1) * n]
-            out.append({name: Decimal(int(v)) / SCALE for name, v in zip(ACTIVITY_STATS, values)})
+            out.append({name: Decimal(int(v)) / SCALE if v else _ZERO for name, v in zip(ACTIVITY_STATS, values)})
         return out
 
     def activity_sums(self, member_id: str, starts: Sequence[dt.date]) -> list[dict[str, Decimal]]:
