@@ -383,7 +383,7 @@ def measure(path: Path, day: dt.date, synchronous: str, trace: bool, quiet: bool
     engine.close()
     return {
         "seconds": seconds,
-        "members_per_s": report.members_checked / seconds if seconds else None,
+        "members_per_s": (report.members_checked + report.members_skipped) / seconds if seconds else None,
         "rss_start_mb": rss_start,
         "rss_before_mb": rss_before,
         "maxrss_mb": maxrss,
@@ -510,9 +510,11 @@ def main(argv=None) -> int:
         return 0
 
     say()
+    total = report["members_checked"] + report["members_skipped"]
     say(
-        f"run_triggers({args.day}): {run['seconds']:.1f} s wall, {report['members_checked']:,} members checked "
-        f"({run['members_per_s']:,.0f} members/s)"
+        f"run_triggers({args.day}): {run['seconds']:.1f} s wall over {total:,} members "
+        f"({run['members_per_s']:,.0f} members/s): {report['members_checked']:,} evaluated, "
+        f"{report['members_skipped']:,} ruled out by the store (no due trigger's condition can hold for them)"
     )
     say(
         f"  peak RSS of the process (VmHWM) {run['maxrss_mb']:.0f} MB; before the run {run['rss_before_mb']:.0f} MB "

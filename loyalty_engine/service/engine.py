@@ -79,9 +79,20 @@ class Engine:
         sources = {path: "\n".join(lines) for path, lines in program.sources.texts.items()}
         with store.transaction():
             store.ensure_program(program.version, program.name, sources)
+        # run_triggers asks the store only for the members a due trigger can fire for (see .prefilter)
+        self.trigger_prefilter = True
+        self._trigger_filter = None
         self.shadowing = None
         if shadow is not None:
             self.shadow(shadow)
+
+    @property
+    def trigger_filter(self):
+        if self._trigger_filter is None:
+            from .prefilter import TriggerFilter
+
+            self._trigger_filter = TriggerFilter(self.program)
+        return self._trigger_filter
 
     def shadow(self, candidate: Program | None):
         """Evaluate ``candidate`` beside the live program on every processed event and record where they

@@ -39,7 +39,8 @@ class DayReport:
     upgrades: int = 0
     downgrades: int = 0
     grace_started: int = 0
-    members_checked: int = 0
+    members_checked: int = 0  # members whose triggers were evaluated
+    members_skipped: int = 0  # members no due trigger could fire for, ruled out by the store (see prefilter)
     fired: dict[str, int] = field(factory=dict)  # per trigger
     coupons: int = 0
     messages: int = 0
@@ -61,6 +62,7 @@ class DayReport:
             "downgrades": self.downgrades,
             "grace_started": self.grace_started,
             "members_checked": self.members_checked,
+            "members_skipped": self.members_skipped,
             "fired": dict(self.fired),
             "coupons": self.coupons,
             "messages": self.messages,
@@ -255,9 +257,10 @@ def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progr
     if done:
         report.already_done = True
         return
+    fetch = _member_pages(engine, day)
     while True:
         with store.transaction():
-            records = store.iter_members(last, CHUNK)
+            records = fetch(last)
             contexts = engine.context.build_many(records, day)
             for record, context in zip(records, contexts):
                 raw = evaluate(context, at)  # most members fire nothing: build an Outcome only for those who do
@@ -283,3 +286,25 @@ def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progr
             progress(len(records))
         if len(records) < CHUNK:
             break
+    if fetch.filtered:
+        report.members_skipped = max(0, store.count_members() - report.members_checked)
+
+
+def _member_pages(engine, day: dt.date):
+    """``fetch(after)``: the next page of members to evaluate the triggers for, in id order.
+
+    Only the members the day's due triggers can fire for, when the store can select
+    them (see :mod:`.prefilter`); otherwise every member.
+    """
+    store = engine.store
+    member_filter = None
+    if engine.trigger_prefilter and hasattr(store, "iter_members_matching"):
+        member_filter = engine.trigger_filter.for_day(day)
+
+    def fetch(after):
+        if member_filter is None:
+            return store.iter_members(after, CHUNK)
+        return store.iter_members_matching(member_filter, after, CHUNK)
+
+    fetch.filtered = member_filter is not None
+    return fetch

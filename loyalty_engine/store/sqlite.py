@@ -28,6 +28,7 @@ import sqlite_utils
 
 from ..errors import StoreError
 from ..model import Member
+from . import filters as pf
 from .base import (
     ACTIVITY_STATS,
     CouponRecord,
@@ -120,6 +121,57 @@ def _json_value(value: Any) -> Any:
 
 def _scaled(value: Decimal) -> int:
     return int((Decimal(value) * SCALE).to_integral_value())
+
+
+# ------------------------------------------------------------------ member filters as SQL (service.prefilter)
+
+_DATE_COLUMNS = {
+    "joined": "joined",
+    "birthday": "birthday",
+    "tier_since": "tier_since",
+    "tier_expires": "COALESCE(grace_until, tier_review)",
+    "last_purchase": "last_purchase",
+    "first_purchase": "first_purchase",
+}
+
+
+def _predicate_sql(p) -> tuple[str, list]:
+    """SQL over the ``members`` row for a prefilter predicate (dates are ISO text; timestamps carry offsets)."""
+    if isinstance(p, pf.AllOf | pf.AnyOf):
+        if not p.parts:
+            return ("1" if isinstance(p, pf.AllOf) else "0"), []
+        parts = [_predicate_sql(part) for part in p.parts]
+        joiner = " AND " if isinstance(p, pf.AllOf) else " OR "
+        return joiner.join(f"({sql})" for sql, _ in parts), [v for _, values in parts for v in values]
+    if isinstance(p, pf.DateRange):
+        column = _DATE_COLUMNS[p.fact]
+        sql, params = [f"{column} IS NOT NULL"], []
+        if p.timestamp:  # a timestamp's local date is within a day of its UTC date: a day of slack either side
+            if p.low is not None:
+                sql.append(f"julianday({column}) >= julianday(?) - 1")
+                params.append(p.low.isoformat())
+            if p.high is not None:
+                sql.append(f"julianday({column}) < julianday(?) + 2")
+                params.append(p.high.isoformat())
+        else:
+            if p.low is not None:
+                sql.append(f"{column} >= ?")
+                params.append(p.low.isoformat())
+            if p.high is not None:
+                sql.append(f"{column} <= ?")
+                params.append(p.high.isoformat())
+        return " AND ".join(sql), params
+    if isinstance(p, pf.TierIn):
+        return f"tier IN ({', '.join('?' * len(p.tiers))})", list(p.tiers)
+    if isinstance(p, pf.BirthdayOn):
+        return f"substr(birthday, 6, 5) IN ({', '.join('?' * len(p.days))})", list(p.days)
+    if isinstance(p, pf.ExpiringBy):
+        return (
+            "EXISTS (SELECT 1 FROM lots WHERE lots.member = members.id AND lots.balance = ? AND lots.open = 1 "
+            "AND lots.expires_on IS NOT NULL AND lots.expires_on <= ?)",
+            [p.balance, p.day.isoformat()],
+        )
+    raise TypeError(f"not a member filter predicate: {p!r}")  # pragma: no cover
 
 
 class SQLiteStore:
@@ -422,6 +474,17 @@ class SQLiteStore:
     def iter_members(self, after: str | None, limit: int) -> list[MemberRecord]:
         rows = self.conn.execute(
             f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id > ? ORDER BY id LIMIT ?", (after or "", limit)
+        ).fetchall()
+        return [self._member(r) for r in rows]
+
+    def iter_members_matching(self, member_filter, after: str | None, limit: int) -> list[MemberRecord]:
+        """Like :meth:`iter_members`, only the members a day's triggers can fire for (see ``service.prefilter``)."""
+        if member_filter.nobody:
+            return []
+        where, params = _predicate_sql(member_filter.candidates)
+        rows = self.conn.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id > ? AND ({where}) ORDER BY id LIMIT ?",
+            (after or "", *params, limit),
         ).fetchall()
         return [self._member(r) for r in rows]
 
