@@ -100,6 +100,24 @@ def test_bad_event_type_is_an_input_error_and_writes_nothing():
     assert dump(engine) == before
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"discount": "500"}, "'discount' (500) is more than the amount (105.50)"),  # would earn negative points
+        ({"items": [{"sku": "A", "quantity": 10**20, "unit_price": "0"}]}, "'quantity' must be below"),
+        ({"items": [{"sku": "A", "quantity": 1, "unit_price": "1e30"}]}, "'unit_price' must be below"),
+        ({"member": ""}, "'member' must not be empty"),
+    ],
+)
+def test_out_of_range_purchases_are_input_errors_and_write_nothing(change, message):
+    engine = make_engine()
+    before = dump(engine)
+    for call in (engine.preview, engine.process):
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call({**purchase("t1"), **change})
+    assert dump(engine) == before
+
+
 # ------------------------------------------------------------------ preview
 
 
