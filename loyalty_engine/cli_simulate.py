@@ -73,6 +73,29 @@ def _count_lines(path: Path) -> int:
 
 
 def _run(program, events: Path, members: Path | None, start, end, point_value: Decimal, show: bool) -> dict:
+    try:
+        return _replay(program, events, members, start, end, point_value, show)
+    except UnicodeDecodeError as exc:
+        for what, path in (("--members", members), ("--events", events)):
+            if path is not None and _first_bad_line(path):
+                _input_error(
+                    f"{path}:{_first_bad_line(path)}: {what} file is not UTF-8 text ({exc.reason}); save it as UTF-8"
+                )
+        raise
+
+
+def _first_bad_line(path: Path) -> int | None:
+    """The number of the first line of ``path`` that is not UTF-8 (None when all are)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _replay(program, events: Path, members: Path | None, start, end, point_value: Decimal, show: bool) -> dict:
     from .simulate.replay import simulate
 
     if not show:

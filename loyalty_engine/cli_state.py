@@ -117,7 +117,7 @@ def run(
     if shadow is not None:
         engine.shadow(_load(shadow))
     bar = _progress(sys.stderr.isatty() and not as_json, None, "processing")
-    with engine, open(events, encoding="utf-8") as f:
+    with engine, open(events, "rb") as f:  # read_lines decodes line by line: a bad line is reported, not fatal
         if bar is not None:
             with bar:
                 task = bar.add_task("run", total=_count_lines(events))

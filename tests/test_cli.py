@@ -83,3 +83,64 @@ def test_bundled_history_is_what_the_generator_writes(tmp_path):
     assert (tmp_path / "h.jsonl").read_text(encoding="utf-8") == (
         EXAMPLES / "history" / "coffee_chain.jsonl"
     ).read_text(encoding="utf-8")
+
+
+NOT_UTF8 = b'{"id": "t-1", "name": "Caf\xe9"}\n'  # Latin-1, as some exports write it
+
+
+def _bad_inputs(tmp_path):
+    (tmp_path / "bad.json").write_bytes(NOT_UTF8)
+    (tmp_path / "bad.jsonl").write_bytes(b'{"type": "triggers", "at": "2026-05-01"}\n' + NOT_UTF8)
+    (tmp_path / "bad.csv").write_bytes(b"id,name\nm-1,Caf\xe9\n")
+    (tmp_path / "bad.toml").write_bytes(b'[channels.sms]\nname = "Caf\xe9"\n')
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "ok.json").write_text(json.dumps({"id": "m-1"}), encoding="utf-8")
+    return tmp_path
+
+
+def test_files_that_are_not_utf8_or_are_folders_get_a_readable_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(_bad_inputs(tmp_path))
+    program = EXAMPLES / "coffee_chain.loy"
+    assert run("run", program, "ok.json", "--db", "x.db").exit_code == 2  # a database for the commands below
+    cases = [
+        (["eval", program, "--event", "bad.json"], "bad.json: event file is not UTF-8 text"),
+        (["eval", program, "--event", "folder.json"], "event file 'folder.json' is a directory"),
+        (
+            ["eval", program, "--event", EVENTS / "coffee_chain.purchase.json", "--member", "bad.json"],
+            "bad.json: member",
+        ),
+        (["explain", program, "--event", "bad.json"], "bad.json: event file is not UTF-8 text"),
+        (["explain", program, "--triggers", "--member", "bad.json", "--as-of", "2026-05-01T00:00:00Z"], "bad.json"),
+        (["run", program, "bad.jsonl", "--db", "x.db"], "bad.jsonl:2: not UTF-8 text"),
+        (["redeem", "coupon", "X", "--purchase", "bad.json", "--db", "x.db"], "bad.json: purchase file is not UTF-8"),
+        (["import-members", "bad.csv", "--db", "x.db"], "bad.csv:2: not UTF-8 text"),
+        (["import-members", "bad.json", "--db", "x.db"], "bad.json:1: not UTF-8 text"),
+        (["deliver", "--config", "bad.toml", "--db", "x.db"], "bad.toml: not UTF-8 text"),
+        (["simulate", program, "--events", "bad.jsonl"], "bad.jsonl:2: --events file is not UTF-8 text"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code == 2 and not isinstance(result.exception, UnicodeDecodeError | OSError), (args, result)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_as_of_that_is_not_a_time_names_the_option(tmp_path):
+    result = run(
+        "eval", EXAMPLES / "coffee_chain.loy", "--event", EVENTS / "coffee_chain.purchase.json", "--as-of", "x"
+    )
+    assert result.exit_code == 2
+    assert "--as-of: 'x' is not an ISO 8601 time" in result.output
+
+
+def test_an_engine_error_no_command_handles_is_printed_not_raised(monkeypatch):
+    from loyalty_engine.errors import EvaluationError
+    from loyalty_engine.program import Program
+
+    def fails(self, *args, **kwargs):
+        raise EvaluationError("evaluation failed: a number is too large", rule="Base earn")
+
+    monkeypatch.setattr(Program, "evaluate", fails)
+    result = run("eval", EXAMPLES / "coffee_chain.loy", "--event", EVENTS / "coffee_chain.purchase.json")
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "error: evaluation failed: a number is too large (rule 'Base earn')" in result.output
