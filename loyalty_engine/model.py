@@ -125,7 +125,7 @@ class Event:
 
 @frozen
 class Member:
-    id: str
+    id: str = field(validator=_not_blank)
     name: str | None = None
     joined: dt.date | None = None
     birthday: dt.date | None = None

@@ -39,12 +39,14 @@ import attrs
 from attrs import define, field
 
 from ..errors import InputError, LoyaltyError
+from ..language.diagnostics import did_you_mean
 from ..language.schema import STATS
 from ..wire import _date, structure_member, value_map
 
 ZERO = Decimal(0)
 IMPORTED = "import"  # the firing key that records a member's import
 MEMBER_KEYS = ("id", "name", "joined", "birthday", "email", "phone", "tier", "attributes")
+ROW_KEYS = (*MEMBER_KEYS, "tier_since", "balances", "expires", "qualifying")
 
 
 @define
@@ -138,6 +140,15 @@ def _csv_rows(f: Iterable[str]):
 def import_row(engine, row: dict, at: dt.datetime) -> tuple[str, dict[str, Decimal]]:
     """Create or update one member from ``row``; returns (created, updated or skipped, opening balances)."""
     program = engine.program
+    unknown = [k for k in row if k not in ROW_KEYS]
+    if unknown:  # a misspelt column ("balance.points") would otherwise drop its values without a word
+        raise InputError(
+            [
+                (k, "unknown field; " + (did_you_mean(k, ROW_KEYS) or f"fields are: {', '.join(ROW_KEYS)}"))
+                for k in unknown
+            ],
+            "member",
+        )
     member = structure_member(
         {k: v for k, v in row.items() if k in MEMBER_KEYS}, program.checked.schema.member_attributes
     )
