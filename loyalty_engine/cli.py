@@ -229,7 +229,7 @@ def _num(value: Decimal) -> str:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the names as JSON.")
 def schema(as_json: bool) -> None:
     """List the names rule files can use: event fields, functions, channels, scores."""
     from .language.schema import default_schema

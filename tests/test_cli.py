@@ -144,3 +144,44 @@ def test_an_engine_error_no_command_handles_is_printed_not_raised(monkeypatch):
     result = run("eval", EXAMPLES / "coffee_chain.loy", "--event", EVENTS / "coffee_chain.purchase.json")
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert "error: evaluation failed: a number is too large (rule 'Base earn')" in result.output
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    missing = [
+        f"loyalty {' '.join(path)} {param.opts[0]}"
+        for path, command in _commands(main)
+        for param in command.params
+        if param.param_type_name == "option" and not (param.help or "").strip()
+    ]
+    assert missing == []
+
+
+def test_triggers_options_are_checked_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("triggers", "--as-of", "2026-06-01")
+    assert result.exit_code == 2 and "database 'loyalty.db' does not exist" in result.output
+    assert not (tmp_path / "loyalty.db").exists()  # nothing created on the way
+    assert run("run", EXAMPLES / "coffee_chain.loy", EVENTS / "coffee_chain.purchase.json").exit_code in (0, 2)
+    cases = [
+        (["--as-of", "2026-13-01"], "--as-of: '2026-13-01' is not a day (YYYY-MM-DD)"),
+        (["--as-of", "2026-06-01", "--to", "soon"], "--to: 'soon' is not a day"),
+        (["--as-of", "2026-06-01", "--to", "2026-05-01"], "--to 2026-05-01 is before --as-of 2026-06-01"),
+    ]
+    for args, message in cases:
+        result = run("triggers", *args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    assert (
+        run("run", EXAMPLES / "coffee_chain.loy", EVENTS / "coffee_chain.purchase.json", "--batch", "0").exit_code == 2
+    )
+    result = run("deliver", "--channel", "smss")
+    assert result.exit_code == 2 and "--channel: unknown channel 'smss'; did you mean 'sms'?" in result.output
