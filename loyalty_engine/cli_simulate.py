@@ -46,7 +46,14 @@ def _num(value) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Use this program's timezone, categories and coupons.",
 )
-@click.option("--out", "out_dir", default=".", type=click.Path(file_okay=False, path_type=Path), show_default=True, help="Output folder.")
+@click.option(
+    "--out",
+    "out_dir",
+    default=".",
+    type=click.Path(file_okay=False, path_type=Path),
+    show_default=True,
+    help="Output folder.",
+)
 def generate_history_command(members: int, months: int, seed: int, start, program, out_dir: Path) -> None:
     """Write a seeded sample history: members.jsonl and events.jsonl (wire format, sorted by time).
 

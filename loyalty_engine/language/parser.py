@@ -16,7 +16,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .diagnostics import Reporter
+from .diagnostics import Reporter, did_you_mean
 from .transform import TreeToAst
 
 MAX_FILE_BYTES = 1_048_576
@@ -92,7 +92,7 @@ def _read(path: str, reporter: Reporter, included_at: ast.Span | None) -> str | 
                 "split the program into several files joined with 'include'",
             )
             return None
-        return FsPath(path).read_text(encoding="utf-8")
+        return FsPath(path).read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not text
     except FileNotFoundError:
         what = "included file" if included_at else "rule file"
         reporter.error(where, f"{what} '{path}' does not exist")
@@ -344,7 +344,27 @@ def _hint_for_token(token: Token, expected: set[str], text: str) -> str | None:
         return "comparisons cannot be chained; join them with 'and'"
     if "NAME" in expected and token.type in ("NUMBER", "INT"):
         return "a name was expected here (names start with a letter)"
+    keywords = _keywords(expected)
+    if token.type == "RBRACE" and keywords & set(TOP_KEYWORDS):
+        return "no '{' is open here: remove this '}'"
+    if token.type == "NAME":
+        return did_you_mean(value, keywords)  # a misspelt keyword: 'rul', 'awrd'
     return None
+
+
+def _keywords(expected: set[str]) -> set[str]:
+    """The words among the expected terminals (the keywords that may come here)."""
+    words = set()
+    for name in expected:
+        try:
+            pattern = grammar().get_terminal(name).pattern
+        except KeyError:
+            continue
+        if pattern.type == "str" and pattern.value.isidentifier():
+            words.add(pattern.value)
+        elif (shown := re.fullmatch(r"'(\w+)'", _PRETTY.get(name, ""))) is not None:  # 'days', 'months'...
+            words.add(shown.group(1))
+    return words
 
 
 def _hint_for_char(char: str, text: str, pos: int) -> str | None:
