@@ -96,7 +96,11 @@ def _expand(files) -> list[Path]:
     paths: list[Path] = []
     for f in files:
         if f.is_dir():
-            paths.extend(sorted(f.rglob("*.loy")))
+            found = sorted(f.rglob("*.loy"))
+            if not found:  # checking nothing must not look like a clean check
+                err.print(f"{f}: error: no .loy files in this folder", markup=False)
+                sys.exit(EXIT_RULES)
+            paths.extend(found)
         else:
             paths.append(f)
     return paths

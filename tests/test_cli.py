@@ -34,6 +34,12 @@ def test_check_reports_errors_and_exits_1(tmp_path):
     assert "hint: did you mean 'net_amount'?" in result.output
 
 
+def test_check_of_a_folder_without_rule_files_is_an_error_not_a_clean_check(tmp_path):
+    (tmp_path / "rules").mkdir()
+    result = run("check", tmp_path / "rules")
+    assert result.exit_code == 1 and "no .loy files in this folder" in result.output
+
+
 def test_eval_each_example_prints_effects_and_json_has_the_keys():
     for name in PROGRAMS:
         args = ["eval", EXAMPLES / f"{name}.loy", "--event", EVENTS / f"{name}.purchase.json"]
