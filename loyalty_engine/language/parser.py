@@ -22,6 +22,10 @@ from .transform import TreeToAst
 MAX_FILE_BYTES = 1_048_576
 MAX_NESTING = 60
 MAX_SYNTAX_ERRORS = 20
+MAX_NUMBER = 10**15  # amounts are computed with 28 significant digits: a larger literal cannot be computed with
+MAX_PERIOD_DAYS = 36_525  # 100 years: a longer period runs past the last date the calendar can hold
+_NUMBER_TOKENS = {"NUMBER": "", "INT": "", "SIGNED_INT_T": "", "PERCENT": "%", "MULT": "x"}
+_UNIT_DAYS = {"DAY_UNIT": 1, "WEEK_UNIT": 7, "MONTH_UNIT": 30.4375, "YEAR_UNIT": 365.25}  # 1200 months = 100 years
 
 TOP_KEYWORDS = (
     "program",
@@ -134,6 +138,8 @@ def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
         return None
     if not _check_depth(tree, path, reporter):
         return None
+    if not _check_numbers(tree, path, reporter):
+        return None
     items = TreeToAst(path, reporter, parse_expr=_template_expr_parser(path, reporter))._transform_module(tree)
     return ast.Module(path, tuple(items))
 
@@ -224,6 +230,29 @@ def _check_depth(tree: Tree, path: str, reporter: Reporter) -> bool:
             if isinstance(child, Tree):
                 stack.append((child, depth + 1))
     return True
+
+
+def _check_numbers(tree: Tree, path: str, reporter: Reporter) -> bool:
+    """Refuse numbers too large to compute with and periods longer than the calendar can hold."""
+    ok = True
+    for node in tree.iter_subtrees():
+        children = node.children
+        for i, token in enumerate(children):
+            if not isinstance(token, Token) or token.type not in _NUMBER_TOKENS:
+                continue
+            text = str(token).strip("x%").lstrip("+-")
+            whole = int(text.split(".")[0] or 0)
+            span = ast.Span(path, token.line, token.column, token.end_line or token.line, token.end_column or 0)
+            if whole >= MAX_NUMBER:
+                reporter.error(span, f"the number {token} is too large (numbers must be below {MAX_NUMBER:,})")
+                ok = False
+                continue
+            unit = children[i + 1] if i + 1 < len(children) else None
+            if isinstance(unit, Token) and unit.type in _UNIT_DAYS and whole * _UNIT_DAYS[unit.type] > MAX_PERIOD_DAYS:
+                span = ast.Span(path, token.line, token.column, unit.end_line or unit.line, unit.end_column or 0)
+                reporter.error(span, f"'{token} {unit}' is too long: periods can be at most 100 years")
+                ok = False
+    return ok
 
 
 # ------------------------------------------------------------------ syntax messages
