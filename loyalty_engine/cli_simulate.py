@@ -204,13 +204,14 @@ def _report_lines(figures: dict, events: Path, members: Path | None) -> int:
 def _print(f: dict, other: dict | None, c: dict | None) -> None:
     p = f["points"]
     period = f["period"]
-    applied = ", ".join(f"{n:,} {k}" for k, n in f["events"]["applied"].items())
+    applied = ", ".join(f"{n:,} {k}" for k, n in f["events"]["applied"].items()) or "no events applied"
+    days = f"{period['from']} to {period['to']} ({period['days']} days)" if period["from"] else "no day"
     out.print(
         f"{f['program']['name']} ({f['program']['currency']}, {f['program']['timezone']}), version {f['program']['version']}",
         markup=False,
     )
     out.print(
-        f"replayed {period['from']} to {period['to']} ({period['days']} days): {f['members']['count']:,} members; "
+        f"replayed {days}: {f['members']['count']:,} members; "
         f"{applied}; {f['events']['errors']:,} lines skipped ({sum(f['events']['refused'].values()):,} refused)",
         markup=False,
     )

@@ -191,3 +191,14 @@ def test_triggers_options_are_checked_before_anything_runs(tmp_path, monkeypatch
     )
     result = run("deliver", "--channel", "smss")
     assert result.exit_code == 2 and "--channel: unknown channel 'smss'; did you mean 'sms'?" in result.output
+
+
+def test_simulate_of_a_history_where_nothing_applies_says_so(tmp_path):
+    history = tmp_path / "events.jsonl"
+    history.write_text(
+        '{"id": "t-1", "type": "purchase", "member": "m-1", "at": "2026-05-05T10:15:00"}\n', encoding="utf-8"
+    )
+    result = run("simulate", EXAMPLES / "coffee_chain.loy", "--events", history)
+    assert result.exit_code == 2
+    assert "replayed no day: 0 members; no events applied; 1 lines skipped" in result.output
+    assert "events.jsonl:1: invalid purchase: at: '2026-05-05T10:15:00' has no timezone offset" in result.output
