@@ -232,6 +232,15 @@ def test_double_refund_same_id_is_a_duplicate_and_another_id_takes_nothing_more(
     check_invariants(engine)
 
 
+@pytest.mark.parametrize("lines", [True, False])
+def test_a_refund_after_the_purchase_was_fully_returned_says_nothing_was_left(lines):
+    engine = make_engine()
+    engine.process(purchase("t1") if lines else purchase("t1", items=(), amount="100"))
+    assert engine.process(refund("r1", "t1")).totals == {"points": Decimal("-105" if lines else "-100")}
+    again = engine.process(refund("r2", "t1"))
+    assert again.totals == {} and again.notes == ("nothing left to return: purchase 't1' was already returned in full",)
+
+
 def test_early_refund_is_parked_then_applied_when_its_purchase_arrives():
     engine = make_engine(BASE + BONUS)
     parked = engine.process(refund("r1", "t1", items=(("B", 1),), day=2))
