@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .errors import InputError, PluginError, RuleFileError
+from .errors import InputError, LoyaltyError, PluginError, RuleFileError
 from .program import Program, check_program, load_program
 from .wire import structure_context, structure_event
 
@@ -33,6 +33,21 @@ class _Main(click.Group):
         except PluginError as exc:
             err.print(f"error: {exc}", markup=False)
             sys.exit(EXIT_RULES)
+        except RuleFileError as exc:
+            for diag in exc.diagnostics:
+                err.print(diag.render(), markup=False)
+            sys.exit(EXIT_RULES)
+        except LoyaltyError as exc:  # a documented error a command did not handle itself: readable, never a traceback
+            err.print(f"error: {exc}", markup=False)
+            sys.exit(EXIT_INPUT)
+        except UnicodeDecodeError as exc:
+            err.print(f"error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})", markup=False)
+            sys.exit(EXIT_INPUT)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            err.print(f"error: cannot read '{exc.filename}': {exc.strerror}", markup=False)
+            sys.exit(EXIT_INPUT)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,7 +96,11 @@ def _expand(files) -> list[Path]:
     paths: list[Path] = []
     for f in files:
         if f.is_dir():
-            paths.extend(sorted(f.rglob("*.loy")))
+            found = sorted(f.rglob("*.loy"))
+            if not found:  # checking nothing must not look like a clean check
+                err.print(f"{f}: error: no .loy files in this folder", markup=False)
+                sys.exit(EXIT_RULES)
+            paths.extend(found)
         else:
             paths.append(f)
     return paths
@@ -101,9 +120,13 @@ def _load(path: Path) -> Program:
 
 def _read_json(path: Path, what: str):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         _input_error(f"{what} file '{path}' does not exist")
+    except IsADirectoryError:
+        _input_error(f"{what} file '{path}' is a directory")
+    except UnicodeDecodeError as exc:
+        _input_error(f"{path}: {what} file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")
     except json.JSONDecodeError as exc:
         _input_error(f"{path}:{exc.lineno}:{exc.colno}: {what} is not valid JSON: {exc.msg}")
 
@@ -117,24 +140,33 @@ def evaluation_inputs(program: Path, event_file: Path, member_file: Path | None,
     """(program, event, member context or None, as-of time or None) from the options of eval and explain."""
     prog = _load(program)
     event_data = _read_json(event_file, "event")
+    member_data = _read_json(member_file, "member") if member_file is not None else None
     try:
+        when = as_of_option(as_of)
         event = structure_event(event_data, prog.event_types)
-        if member_file is not None:
-            context = structure_context(_read_json(member_file, "member"), prog.checked.schema.member_attributes)
-        else:
-            context = None
-        when = None
-        if as_of:
-            when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-            if when.utcoffset() is None:
-                raise InputError([("--as-of", f"{as_of!r} has no timezone offset")], "option")
+        context = None
+        if member_data is not None:
+            context = structure_context(member_data, prog.checked.schema.member_attributes)
         if event.type not in prog.event_types:
             raise InputError([("type", f"'{event.type}' is not an event type this program knows")], "event")
     except InputError as exc:
         _input_error(str(exc))
-    except ValueError as exc:
-        _input_error(f"--as-of: {exc}")
     return prog, event, context, when
+
+
+def as_of_option(as_of: str | None) -> dt.datetime | None:
+    """The --as-of option of eval and explain: an ISO 8601 time with its offset."""
+    if not as_of:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(as_of.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(
+            [("--as-of", f"{as_of!r} is not an ISO 8601 time (write e.g. 2026-05-03T10:15:00+08:00)")], "option"
+        ) from None
+    if when.utcoffset() is None:
+        raise InputError([("--as-of", f"{as_of!r} has no timezone offset")], "option")
+    return when
 
 
 @main.command("eval")
@@ -201,7 +233,7 @@ def _num(value: Decimal) -> str:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the names as JSON.")
 def schema(as_json: bool) -> None:
     """List the names rule files can use: event fields, functions, channels, scores."""
     from .language.schema import default_schema

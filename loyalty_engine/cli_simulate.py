@@ -46,7 +46,14 @@ def _num(value) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Use this program's timezone, categories and coupons.",
 )
-@click.option("--out", "out_dir", default=".", type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@click.option(
+    "--out",
+    "out_dir",
+    default=".",
+    type=click.Path(file_okay=False, path_type=Path),
+    show_default=True,
+    help="Output folder.",
+)
 def generate_history_command(members: int, months: int, seed: int, start, program, out_dir: Path) -> None:
     """Write a seeded sample history: members.jsonl and events.jsonl (wire format, sorted by time).
 
@@ -73,6 +80,29 @@ def _count_lines(path: Path) -> int:
 
 
 def _run(program, events: Path, members: Path | None, start, end, point_value: Decimal, show: bool) -> dict:
+    try:
+        return _replay(program, events, members, start, end, point_value, show)
+    except UnicodeDecodeError as exc:
+        for what, path in (("--members", members), ("--events", events)):
+            if path is not None and _first_bad_line(path):
+                _input_error(
+                    f"{path}:{_first_bad_line(path)}: {what} file is not UTF-8 text ({exc.reason}); save it as UTF-8"
+                )
+        raise
+
+
+def _first_bad_line(path: Path) -> int | None:
+    """The number of the first line of ``path`` that is not UTF-8 (None when all are)."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
+
+
+def _replay(program, events: Path, members: Path | None, start, end, point_value: Decimal, show: bool) -> dict:
     from .simulate.replay import simulate
 
     if not show:
@@ -174,13 +204,14 @@ def _report_lines(figures: dict, events: Path, members: Path | None) -> int:
 def _print(f: dict, other: dict | None, c: dict | None) -> None:
     p = f["points"]
     period = f["period"]
-    applied = ", ".join(f"{n:,} {k}" for k, n in f["events"]["applied"].items())
+    applied = ", ".join(f"{n:,} {k}" for k, n in f["events"]["applied"].items()) or "no events applied"
+    days = f"{period['from']} to {period['to']} ({period['days']} days)" if period["from"] else "no day"
     out.print(
         f"{f['program']['name']} ({f['program']['currency']}, {f['program']['timezone']}), version {f['program']['version']}",
         markup=False,
     )
     out.print(
-        f"replayed {period['from']} to {period['to']} ({period['days']} days): {f['members']['count']:,} members; "
+        f"replayed {days}: {f['members']['count']:,} members; "
         f"{applied}; {f['events']['errors']:,} lines skipped ({sum(f['events']['refused'].values()):,} refused)",
         markup=False,
     )

@@ -23,6 +23,7 @@ from .store.sqlite import SQLiteStore
 
 EXIT_STORE = 3  # the database failed (disk full, read-only...): nothing half-written, rerun to resume
 DB_HELP = "SQLite database file (created if missing)."
+DB_USED_HELP = "SQLite database file (the one 'loyalty run' or 'import-members' wrote)."
 PROGRAM_HELP = "Program file (default: the program the database was last used with)."
 
 
@@ -85,10 +86,17 @@ def _num(value) -> str:
     "--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_HELP
 )
 @click.option("--stop-on-error", is_flag=True, help="Stop at the first bad line (default: report it and go on).")
-@click.option("--batch", default=1, show_default=True, help="Lines per commit (each line still all-or-nothing).")
 @click.option(
-    "--synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False), default="FULL", show_default=True
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Lines per commit (each line still all-or-nothing).",
 )
+@click.option(
+    "--synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False), default="FULL", show_default=True,
+    help="Durability: FULL survives power loss; NORMAL is faster and survives application crashes.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--shadow",
@@ -117,7 +125,7 @@ def run(
     if shadow is not None:
         engine.shadow(_load(shadow))
     bar = _progress(sys.stderr.isatty() and not as_json, None, "processing")
-    with engine, open(events, encoding="utf-8") as f:
+    with engine, open(events, "rb") as f:  # read_lines decodes line by line: a bad line is reported, not fatal
         if bar is not None:
             with bar:
                 task = bar.add_task("run", total=_count_lines(events))
@@ -155,9 +163,9 @@ def run(
 
 @main.command()
 @click.argument("member_id")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def member(member_id: str, db: Path, program: Path | None, as_json: bool):
     """Show a member: balances (available, pending, expiring), tier and progress, coupons, history."""
     with open_engine(program, db, must_exist=True) as engine:
@@ -203,24 +211,30 @@ def member(member_id: str, db: Path, program: Path | None, as_json: bool):
 @main.command()
 @click.option("--as-of", "as_of", required=True, help="Local day (YYYY-MM-DD) or time with offset.")
 @click.option("--to", "until", help="Run every day from --as-of to this day (inclusive).")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def triggers(as_of: str, until: str | None, db: Path, program: Path | None, as_json: bool):
     """Run expiry, tier review and retention triggers for a day (or a range). Safe to repeat."""
     from .wire import _datetime
 
     try:
         start = dt.date.fromisoformat(as_of) if len(as_of) == 10 else _datetime(as_of)
-        end = dt.date.fromisoformat(until) if until else None
     except ValueError as exc:
-        _input_error(str(exc))
+        message = str(exc) if str(exc).startswith(repr(as_of)) else f"{as_of!r} is not a day (YYYY-MM-DD)"
+        _input_error(f"--as-of: {message}")
+    try:
+        end = dt.date.fromisoformat(until) if until else None
+    except ValueError:
+        _input_error(f"--to: {until!r} is not a day (YYYY-MM-DD)")
     days = [start]
     if end is not None:
         first = start if isinstance(start, dt.date) and not isinstance(start, dt.datetime) else start.date()
+        if end < first:
+            _input_error(f"--to {end} is before --as-of {first}")
         days = [first + dt.timedelta(days=n) for n in range((end - first).days + 1)]
     reports = []
-    with open_engine(program, db) as engine:
+    with open_engine(program, db, must_exist=True) as engine:
         for day in days:
             reports.append(engine.run_triggers(day))
     if as_json:
@@ -250,8 +264,8 @@ def redeem():
 @click.argument("member_id")
 @click.argument("points")
 @click.option("--reference", required=True, help="Unique reference (a retry with it is not applied twice).")
-@click.option("--balance", default="points", show_default=True)
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--balance", default="points", show_default=True, help="The balance to spend from.")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 def redeem_points(member_id: str, points: str, reference: str, balance: str, db: Path, program: Path | None):
     """Spend POINTS of MEMBER_ID's balance (the ones expiring first go first)."""
@@ -266,9 +280,12 @@ def redeem_points(member_id: str, points: str, reference: str, balance: str, db:
 
 @redeem.command("coupon")
 @click.argument("code")
-@click.option("--purchase", "purchase_file", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--purchase", "purchase_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The basket: a purchase event as JSON.",
+)  # fmt: skip
 @click.option("--reference", help="Unique reference (default: the code and the purchase id).")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 def redeem_coupon(code: str, purchase_file: Path, reference: str | None, db: Path, program: Path | None):
     """Use coupon CODE on the basket in --purchase (a JSON event); prints the discount."""
@@ -288,9 +305,9 @@ def redeem_coupon(code: str, purchase_file: Path, reference: str | None, db: Pat
 
 @main.command("import-members")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def import_members_cmd(file: Path, db: Path, program: Path | None, as_json: bool):
     """Create members with their opening state from JSON lines or CSV (idempotent on the member id)."""
     from .service.imports import import_members
@@ -314,7 +331,7 @@ def import_members_cmd(file: Path, db: Path, program: Path | None, as_json: bool
 
 
 @main.command()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 @click.option("--channel", "channels", multiple=True, help="Deliver only these channels (default: all).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -336,7 +353,14 @@ def deliver(db: Path, program: Path | None, channels: tuple[str, ...], config_pa
     except LoyaltyError as exc:
         _input_error(str(exc))
     with open_engine(program, db, must_exist=True) as engine:
-        names = channels or tuple(engine.program.checked.schema.channels)
+        known = tuple(engine.program.checked.schema.channels)
+        for name in channels:
+            if name not in known:
+                from .language.diagnostics import did_you_mean
+
+                hint = did_you_mean(name, known) or f"channels: {', '.join(known)}"
+                _input_error(f"--channel: unknown channel '{name}'; {hint}")
+        names = channels or known
         settings = (config or {}).get("channels", {})
         senders, missing = engine.senders(settings, console_fallback=console or config is None, only=names)
         waiting = engine.store.pending_channels()

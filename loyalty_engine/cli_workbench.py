@@ -187,25 +187,20 @@ def explain_cmd(
 
 
 def _trigger_trace(program: Path, member_file: Path | None, as_of: str | None):
-    import datetime as dt
-
-    from .cli import _input_error, _read_json
+    from .cli import _input_error, _read_json, as_of_option
     from .errors import InputError
     from .wire import structure_context
 
     if member_file is None or not as_of:
         _input_error("--triggers needs --member MEMBER.json and --as-of ISO-TIME")
     prog = _load(program)
+    member_data = _read_json(member_file, "member")
     try:
-        context = structure_context(_read_json(member_file, "member"), prog.checked.schema.member_attributes)
-        when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-        if when.utcoffset() is None:
-            raise InputError([("--as-of", f"{as_of!r} has no timezone offset")], "option")
+        when = as_of_option(as_of)
+        context = structure_context(member_data, prog.checked.schema.member_attributes)
         return prog.explain_triggers(context, when)
     except InputError as exc:
         _input_error(str(exc))
-    except ValueError as exc:
-        _input_error(f"--as-of: {exc}")
 
 
 # ------------------------------------------------------------------ describe

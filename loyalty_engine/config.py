@@ -42,6 +42,10 @@ def load_config(path: str | Path | None = None) -> dict[str, Any] | None:
         raise InputError([(str(path), "no such configuration file")], "configuration") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError([(str(path), str(exc))], "configuration") from None
+    except UnicodeDecodeError as exc:
+        raise InputError([(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})")], "configuration") from None
+    except OSError as exc:
+        raise InputError([(str(path), f"cannot be read: {exc.strerror}")], "configuration") from None
     return _resolve(data, str(path))
 
 

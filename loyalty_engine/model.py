@@ -12,6 +12,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+import attrs
 from attrs import field, frozen
 
 ZERO = Decimal(0)
@@ -32,22 +33,46 @@ def _non_negative(instance, attribute, value) -> None:
         raise ValueError(f"'{attribute.name}' must be >= 0 (got {value})")
 
 
+# Bounds on what a till may send. Amounts are computed with 28 significant digits
+# (Decimal's default context); below these, a tier multiplier, a high earn rate and a
+# day's sum still fit, and quantities fit SQLite's 64-bit integers. Above them the
+# input is a typo or an attack, refused at the edge instead of failing deep in a rule.
+MAX_AMOUNT = Decimal(10) ** 15
+MAX_QUANTITY = Decimal(10) ** 9
+
+
+def _below(limit: Decimal):
+    def check(instance, attribute, value) -> None:
+        if value is not None and abs(value) >= limit:
+            raise ValueError(f"'{attribute.name}' must be below {limit:,.0f} (got {value})")
+
+    return check
+
+
+def _not_blank(instance, attribute, value) -> None:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"'{attribute.name}' must not be empty")
+
+
 @frozen
 class LineItem:
     """One cart line. ``amount`` is ``unit_price * quantity - discount`` unless given."""
 
     sku: str
-    quantity: Decimal = field(default=Decimal(1), converter=_decimal, validator=_non_negative)
-    unit_price: Decimal = field(default=ZERO, converter=_decimal, validator=_non_negative)
+    quantity: Decimal = field(default=Decimal(1), converter=_decimal, validator=[_non_negative, _below(MAX_QUANTITY)])
+    unit_price: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _below(MAX_AMOUNT)])
     category: str | None = None
     name: str | None = None
     brand: str | None = None
-    discount: Decimal = field(default=ZERO, converter=_decimal, validator=_non_negative)
-    amount: Decimal | None = field(default=None, converter=lambda v: None if v is None else _decimal(v))
+    discount: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _below(MAX_AMOUNT)])
+    amount: Decimal | None = field(
+        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_below(MAX_AMOUNT)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.amount is None:
             object.__setattr__(self, "amount", self.unit_price * self.quantity - self.discount)
+            _below(MAX_AMOUNT)(self, attrs.fields(LineItem).amount, self.amount)
 
 
 @frozen
@@ -60,33 +85,47 @@ class Event:
 
     id: str
     type: str
-    member: str
+    member: str = field(validator=_not_blank)
     at: dt.datetime = field(validator=_aware)
     channel: str | None = None
     store: str | None = None
     payment: str | None = None
     currency: str | None = None
     items: tuple[LineItem, ...] = field(default=(), converter=tuple)
-    amount: Decimal | None = field(default=None, converter=lambda v: None if v is None else _decimal(v))
-    discount: Decimal = field(default=ZERO, converter=_decimal)
-    net_amount: Decimal | None = field(default=None, converter=lambda v: None if v is None else _decimal(v))
+    amount: Decimal | None = field(
+        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_below(MAX_AMOUNT)
+    )
+    discount: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _below(MAX_AMOUNT)])
+    net_amount: Decimal | None = field(
+        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_below(MAX_AMOUNT)
+    )
     original: str | None = None
     referrer: str | None = None
     attributes: Mapping[str, Any] = field(default=EMPTY, converter=lambda v: MappingProxyType(dict(v)))
 
     def __attrs_post_init__(self) -> None:
+        for item in self.items:  # lines built without their validators (the wire's fast path) are checked here
+            if not (0 <= item.quantity < MAX_QUANTITY and 0 <= item.unit_price < MAX_AMOUNT) or not (
+                -MAX_AMOUNT < item.amount < MAX_AMOUNT and 0 <= item.discount < MAX_AMOUNT
+            ):
+                raise ValueError(f"item '{item.sku}' has a quantity or an amount out of range")
         if self.amount is None:
             total = ZERO
             for item in self.items:
                 total += item.amount
             object.__setattr__(self, "amount", total)
+            _below(MAX_AMOUNT)(self, attrs.fields(Event).amount, total)
         if self.net_amount is None:
             object.__setattr__(self, "net_amount", self.amount - self.discount)
+        if self.type == "purchase" and self.net_amount < 0 and self.amount >= 0:
+            if self.discount > self.amount:
+                raise ValueError(f"'discount' ({self.discount}) is more than the amount ({self.amount})")
+            raise ValueError(f"'net_amount' must be >= 0 (got {self.net_amount})")
 
 
 @frozen
 class Member:
-    id: str
+    id: str = field(validator=_not_blank)
     name: str | None = None
     joined: dt.date | None = None
     birthday: dt.date | None = None

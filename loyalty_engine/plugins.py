@@ -34,6 +34,7 @@ from attrs import define, field, frozen
 
 from . import hookspecs
 from .errors import PluginError
+from .language.diagnostics import did_you_mean
 from .language.schema import (
     EVENT_COMMON,
     Channel,
@@ -168,9 +169,9 @@ class Plugins:
             if self.pm.parse_hookimpl_opts(plugin, attr) is not None and not hasattr(hookspecs, attr)
         ]
         if unknown:
-            self.failures.append(
-                PluginFailure(name, source, "implements hooks that do not exist: " + ", ".join(sorted(unknown)))
-            )
+            specs = [n for n in dir(hookspecs) if not n.startswith("_")]
+            shown = [f"{u} ({hint})" if (hint := did_you_mean(u, specs)) else u for u in sorted(unknown)]
+            self.failures.append(PluginFailure(name, source, "implements hooks that do not exist: " + ", ".join(shown)))
             return
         try:
             self.pm.register(plugin, name=name)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 import os
 import threading
@@ -111,6 +112,12 @@ class Program:
         return Outcome(self, plan, None, context, as_of, raw)
 
     def _evaluation_error(self, exc: Exception, plan) -> EvaluationError:
+        if isinstance(exc, decimal.InvalidOperation | decimal.Overflow | OverflowError):
+            # str() of these is "[<class 'decimal.InvalidOperation'>]": say what it means instead
+            return EvaluationError(
+                "evaluation failed: a computed amount is too large (more than 28 significant digits); "
+                "check the multipliers and rates the rules apply together"
+            )
         return EvaluationError(f"evaluation failed: {type(exc).__name__}: {exc}")
 
     # -------------------------------------------------------------- lazy helpers for outcomes

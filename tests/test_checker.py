@@ -116,3 +116,15 @@ def test_clean_program_has_no_diagnostics():
         "}\n"
     )
     assert check(text).diagnostics == []
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads_like_one_without(tmp_path):
+    text = HEADER + 'rule "A" on purchase when net_amont > 1 { award 1 point }\n'
+    plain, marked = tmp_path / "plain.loy", tmp_path / "marked.loy"
+    plain.write_text(text, encoding="utf-8")
+    marked.write_text(text, encoding="utf-8-sig")  # what Notepad writes
+    errors = check_program(marked).errors
+    assert [(d.line, d.column, d.message) for d in errors] == [
+        (d.line, d.column, d.message) for d in check_program(plain).errors
+    ]
+    assert errors[0].message == "unknown name 'net_amont'"

@@ -195,3 +195,27 @@ def test_guide_console_examples(name, monkeypatch, tmp_path):
         assert result.exit_code == (int(status.group(1)) if status else 0), where + f"\n{result.exception!r}"
         missing = missing_lines(expected, result.output)
         assert not missing, where + "--- not found (in order) ---\n" + "\n".join(missing)
+
+
+DOTTED = re.compile(r"`(loyalty_engine(?:\.[A-Za-z_]\w*)+)`")
+
+
+def test_every_dotted_name_the_docs_mention_exists():
+    import importlib
+
+    missing = []
+    for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for name in sorted(set(DOTTED.findall(path.read_text(encoding="utf-8")))):
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+                try:
+                    found = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                try:
+                    for attribute in parts[cut:]:
+                        found = getattr(found, attribute)
+                except AttributeError:
+                    missing.append(f"{path.name}: {name}")
+                break
+    assert missing == []

@@ -201,6 +201,9 @@ BAD_ROWS = [
     ({"id": "b9", "balances": {"points": "12.5"}}, "whole"),
     ({"id": "b10", "qualifying": {"spend": "-100"}}, "must be >= 0"),
     ({"name": "no id"}, "id"),
+    ({"id": "b11", "balance": {"points": 500}}, "balance: unknown field; did you mean 'balances'?"),
+    ({"id": "b12", "birth_day": "1990-05-20"}, "birth_day: unknown field; did you mean 'birthday'?"),
+    ({"id": " "}, "'id' must not be empty"),
 ]
 
 

@@ -307,6 +307,21 @@ def test_released_or_lapsed_reservation_frees_the_coupon(shop):
     assert engine.redeem_coupon(code, basket, checkout="till-3").value["discount"] == "10.55"
 
 
+@pytest.mark.parametrize(
+    "checkout, hold, field",
+    [("", dt.timedelta(minutes=15), "checkout"), (None, dt.timedelta(minutes=15), "checkout"),
+     ("till-1", dt.timedelta(minutes=-5), "hold"), ("till-1", 15, "hold")],
+)  # fmt: skip
+def test_reserving_needs_a_named_checkout_and_a_positive_hold(shop, checkout, hold, field):
+    engine, codes = shop
+    with pytest.raises(InputError) as info:
+        engine.reserve_coupon(codes["PCT10"], checkout, at=at(2, 10), hold=hold)
+    assert info.value.problems[0][0] == field
+    assert engine.store.get_coupon(codes["PCT10"]).status == "issued"
+    basket = dict(purchase("t2"), at=at(2, 10).isoformat())  # a till naming no checkout can still spend it
+    assert engine.redeem_coupon(codes["PCT10"], basket).value["discount"] == "10.55"
+
+
 def test_reserving_a_used_or_expired_coupon_is_refused(shop):
     engine, codes = shop
     engine.redeem_coupon(codes["PCT10"], purchase("t2", day=2))

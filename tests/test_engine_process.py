@@ -100,6 +100,24 @@ def test_bad_event_type_is_an_input_error_and_writes_nothing():
     assert dump(engine) == before
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"discount": "500"}, "'discount' (500) is more than the amount (105.50)"),  # would earn negative points
+        ({"items": [{"sku": "A", "quantity": 10**20, "unit_price": "0"}]}, "'quantity' must be below"),
+        ({"items": [{"sku": "A", "quantity": 1, "unit_price": "1e30"}]}, "'unit_price' must be below"),
+        ({"member": ""}, "'member' must not be empty"),
+    ],
+)
+def test_out_of_range_purchases_are_input_errors_and_write_nothing(change, message):
+    engine = make_engine()
+    before = dump(engine)
+    for call in (engine.preview, engine.process):
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call({**purchase("t1"), **change})
+    assert dump(engine) == before
+
+
 # ------------------------------------------------------------------ preview
 
 
@@ -212,6 +230,15 @@ def test_double_refund_same_id_is_a_duplicate_and_another_id_takes_nothing_more(
     assert balance(engine).total == 0
     assert engine.member("m1", at=at(3)).lifetime.get("refunds") == Decimal("105.50")
     check_invariants(engine)
+
+
+@pytest.mark.parametrize("lines", [True, False])
+def test_a_refund_after_the_purchase_was_fully_returned_says_nothing_was_left(lines):
+    engine = make_engine()
+    engine.process(purchase("t1") if lines else purchase("t1", items=(), amount="100"))
+    assert engine.process(refund("r1", "t1")).totals == {"points": Decimal("-105" if lines else "-100")}
+    again = engine.process(refund("r2", "t1"))
+    assert again.totals == {} and again.notes == ("nothing left to return: purchase 't1' was already returned in full",)
 
 
 def test_early_refund_is_parked_then_applied_when_its_purchase_arrives():

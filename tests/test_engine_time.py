@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from loyalty_engine.errors import RefusedError
+from loyalty_engine.errors import InputError, RefusedError
 from loyalty_engine.program import load_program
 from loyalty_engine.service.engine import Engine
 
@@ -260,6 +260,17 @@ def test_triggers_fire_once_per_day_even_when_run_twice():
     also = engine.run_triggers(dt.datetime(2026, 5, 2, 18, tzinfo=SHANGHAI))  # same local day, other time
     assert also.already_done
     assert len(engine.store.messages()) == 1
+
+
+@pytest.mark.parametrize("as_of", [dt.datetime(2026, 5, 2, 9), "2026-05-02", 20260502, None])
+def test_a_trigger_run_for_something_that_is_not_a_day_is_an_input_error(as_of):
+    engine = make_engine(BASE + TRIGGERS)
+    engine.process(purchase("t1", "100", at(1, 5)))
+    before = list(engine.store.conn.iterdump())
+    with pytest.raises(InputError) as info:
+        engine.run_triggers(as_of)
+    assert info.value.problems[0][0] == "as_of"
+    assert list(engine.store.conn.iterdump()) == before
 
 
 def test_overlapping_ranges_never_fire_twice():

@@ -74,3 +74,24 @@ def test_random_garbage_gives_only_positioned_errors():
 def test_limits_are_documented_constants():
     assert parser.MAX_FILE_BYTES == 1_048_576
     assert parser.MAX_NESTING >= 40
+
+
+def test_an_amount_that_outgrows_decimal_precision_says_so_in_words():
+    from loyalty_engine.errors import EvaluationError
+    from loyalty_engine.program import load_program
+    from loyalty_engine.wire import structure_event
+
+    program = load_program(
+        "mul.loy",
+        text=HEADER
+        + 'rule "A" on purchase { award 1 point per 1 CNY of net_amount }\n'
+        + 'rule "M1" on purchase { multiply points by 999999999999999 }\n'
+        + 'rule "M2" on purchase { multiply points by 999999999999999 }\n',
+    )
+    event = structure_event(
+        {"id": "t", "type": "purchase", "member": "m", "at": "2026-06-02T12:00:00+08:00", "amount": "10"}
+    )
+    with pytest.raises(EvaluationError) as info:
+        program.evaluate(event)
+    assert "a computed amount is too large (more than 28 significant digits)" in str(info.value)
+    assert "<class" not in str(info.value)

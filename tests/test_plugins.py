@@ -116,7 +116,24 @@ def test_a_misspelled_hook_is_reported_by_name():
             pass
 
     loaded = Plugins([Typo()], entry_points=False)
-    assert [f.error for f in loaded.failures] == ["implements hooks that do not exist: register_reward_type"]
+    assert [f.error for f in loaded.failures] == [
+        "implements hooks that do not exist: register_reward_type (did you mean 'register_reward_types'?)"
+    ]
+
+
+def test_a_name_from_a_plugin_that_failed_to_load_says_so_in_the_hint():
+    from loyalty_engine.program import check_program
+
+    class Typo:
+        @hookimpl
+        def register_chanels(self, register):
+            pass
+
+    text = 'program "T" { currency CNY timezone "Asia/Shanghai" }\nrule "A" on purchase { send wecom "hi" }\n'
+    plugins = Plugins([Typo()], entry_points=False)
+    hint = check_program("t.loy", text=text, schema=plugins.schema()).errors[0].hint
+    assert "a plugin failed to load, see 'loyalty plugins': 'Typo' (implements hooks that do not exist" in hint
+    assert "register_chanels (did you mean 'register_channels'?)" in hint
 
 
 def test_duplicate_names_fail_loudly_naming_both_plugins():

@@ -45,6 +45,16 @@ def test_float_amounts_do_not_pick_up_binary_noise():
         ({"at": "yesterday"}, "at", "is not an ISO 8601 date and time"),
         ({"items": [{"quantity": 1}]}, "items[0].sku", "is required"),
         ({"items": [{"sku": "A", "quantity": -1}]}, "items[0]", "'quantity' must be >= 0"),
+        (
+            {"items": [{"sku": "A", "unit_price": "1e30"}]},
+            "items[0]",
+            "'unit_price' must be below 1,000,000,000,000,000",
+        ),
+        ({"items": [{"sku": "A", "quantity": 10**20}]}, "items[0]", "'quantity' must be below 1,000,000,000"),
+        ({"amount": "9" * 40, "items": []}, "", "'amount' must be below"),
+        ({"discount": "100"}, "", "'discount' (100) is more than the amount (64.00)"),
+        ({"discount": "-5"}, "", "'discount' must be >= 0 (got -5)"),
+        ({"member": ""}, "", "'member' must not be empty"),
     ],
 )
 def test_bad_input_names_the_field(change, path, message):

@@ -550,9 +550,14 @@ class Checker:
         """Report an unknown name; when a known plugin provides it, say which one to install."""
         from ..known_plugins import missing_plugin
 
-        found = missing_plugin(kind, name, self.schema.plugins)
+        plugins = self.schema.plugins
+        found = missing_plugin(kind, name, plugins)
         if found is not None:
             message, hint = found
+        elif plugins is not None and plugins.failures and not (hint or "").startswith("did you mean"):
+            # the name may well come from a plugin that is installed but broken: say so instead of only "unknown"
+            broken = "; ".join(f"'{f.name}' ({f.error})" for f in plugins.failures)
+            hint = (f"{hint}; " if hint else "") + f"a plugin failed to load, see 'loyalty plugins': {broken}"
         self.r.error(span, message, hint)
 
     def _reward(self, reward: ast.Reward, scope: _Scope) -> None:

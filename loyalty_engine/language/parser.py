@@ -16,12 +16,16 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .diagnostics import Reporter
+from .diagnostics import Reporter, did_you_mean
 from .transform import TreeToAst
 
 MAX_FILE_BYTES = 1_048_576
 MAX_NESTING = 60
 MAX_SYNTAX_ERRORS = 20
+MAX_NUMBER = 10**15  # amounts are computed with 28 significant digits: a larger literal cannot be computed with
+MAX_PERIOD_DAYS = 36_525  # 100 years: a longer period runs past the last date the calendar can hold
+_NUMBER_TOKENS = {"NUMBER": "", "INT": "", "SIGNED_INT_T": "", "PERCENT": "%", "MULT": "x"}
+_UNIT_DAYS = {"DAY_UNIT": 1, "WEEK_UNIT": 7, "MONTH_UNIT": 30.4375, "YEAR_UNIT": 365.25}  # 1200 months = 100 years
 
 TOP_KEYWORDS = (
     "program",
@@ -92,7 +96,7 @@ def _read(path: str, reporter: Reporter, included_at: ast.Span | None) -> str | 
                 "split the program into several files joined with 'include'",
             )
             return None
-        return FsPath(path).read_text(encoding="utf-8")
+        return FsPath(path).read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not text
     except FileNotFoundError:
         what = "included file" if included_at else "rule file"
         reporter.error(where, f"{what} '{path}' does not exist")
@@ -133,6 +137,8 @@ def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
     if tree is None:
         return None
     if not _check_depth(tree, path, reporter):
+        return None
+    if not _check_numbers(tree, path, reporter):
         return None
     items = TreeToAst(path, reporter, parse_expr=_template_expr_parser(path, reporter))._transform_module(tree)
     return ast.Module(path, tuple(items))
@@ -224,6 +230,29 @@ def _check_depth(tree: Tree, path: str, reporter: Reporter) -> bool:
             if isinstance(child, Tree):
                 stack.append((child, depth + 1))
     return True
+
+
+def _check_numbers(tree: Tree, path: str, reporter: Reporter) -> bool:
+    """Refuse numbers too large to compute with and periods longer than the calendar can hold."""
+    ok = True
+    for node in tree.iter_subtrees():
+        children = node.children
+        for i, token in enumerate(children):
+            if not isinstance(token, Token) or token.type not in _NUMBER_TOKENS:
+                continue
+            text = str(token).strip("x%").lstrip("+-")
+            whole = int(text.split(".")[0] or 0)
+            span = ast.Span(path, token.line, token.column, token.end_line or token.line, token.end_column or 0)
+            if whole >= MAX_NUMBER:
+                reporter.error(span, f"the number {token} is too large (numbers must be below {MAX_NUMBER:,})")
+                ok = False
+                continue
+            unit = children[i + 1] if i + 1 < len(children) else None
+            if isinstance(unit, Token) and unit.type in _UNIT_DAYS and whole * _UNIT_DAYS[unit.type] > MAX_PERIOD_DAYS:
+                span = ast.Span(path, token.line, token.column, unit.end_line or unit.line, unit.end_column or 0)
+                reporter.error(span, f"'{token} {unit}' is too long: periods can be at most 100 years")
+                ok = False
+    return ok
 
 
 # ------------------------------------------------------------------ syntax messages
@@ -344,7 +373,27 @@ def _hint_for_token(token: Token, expected: set[str], text: str) -> str | None:
         return "comparisons cannot be chained; join them with 'and'"
     if "NAME" in expected and token.type in ("NUMBER", "INT"):
         return "a name was expected here (names start with a letter)"
+    keywords = _keywords(expected)
+    if token.type == "RBRACE" and keywords & set(TOP_KEYWORDS):
+        return "no '{' is open here: remove this '}'"
+    if token.type == "NAME":
+        return did_you_mean(value, keywords)  # a misspelt keyword: 'rul', 'awrd'
     return None
+
+
+def _keywords(expected: set[str]) -> set[str]:
+    """The words among the expected terminals (the keywords that may come here)."""
+    words = set()
+    for name in expected:
+        try:
+            pattern = grammar().get_terminal(name).pattern
+        except KeyError:
+            continue
+        if pattern.type == "str" and pattern.value.isidentifier():
+            words.add(pattern.value)
+        elif (shown := re.fullmatch(r"'(\w+)'", _PRETTY.get(name, ""))) is not None:  # 'days', 'months'...
+            words.add(shown.group(1))
+    return words
 
 
 def _hint_for_char(char: str, text: str, pos: int) -> str | None:

@@ -48,6 +48,14 @@ def _usable(engine, coupon: CouponRecord, at: dt.datetime, checkout: str | None)
 
 
 def reserve(engine, code: str, checkout: str, at: dt.datetime, hold: dt.timedelta) -> CouponRecord:
+    problems = []
+    if not isinstance(checkout, str) or not checkout.strip():
+        # a blank checkout would hold the coupon for every till that names none
+        problems.append(("checkout", f"name the checkout that holds the coupon (got {checkout!r})"))
+    if not isinstance(hold, dt.timedelta) or hold <= dt.timedelta(0):
+        problems.append(("hold", f"must be a positive timedelta (got {hold!r})"))
+    if problems:
+        raise InputError(problems, "reservation")
     with engine.store.transaction():
         coupon = _load(engine, code)
         _usable(engine, coupon, at, checkout)

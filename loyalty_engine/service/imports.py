@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import json
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -40,12 +39,14 @@ import attrs
 from attrs import define, field
 
 from ..errors import InputError, LoyaltyError
+from ..language.diagnostics import did_you_mean
 from ..language.schema import STATS
 from ..wire import _date, structure_member, value_map
 
 ZERO = Decimal(0)
 IMPORTED = "import"  # the firing key that records a member's import
 MEMBER_KEYS = ("id", "name", "joined", "birthday", "email", "phone", "tier", "attributes")
+ROW_KEYS = (*MEMBER_KEYS, "tier_since", "balances", "expires", "qualifying")
 
 
 @define
@@ -68,17 +69,47 @@ class ImportReport:
         }
 
 
+class _NotUtf8(Exception):
+    def __init__(self, number: int, exc: UnicodeDecodeError, csv: bool = True):
+        self.number = number
+        self.message = f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line): save the file as UTF-8"
+        if csv:
+            self.message += " (in Excel: 'CSV UTF-8')"
+
+
+def _decoded(f) -> Iterator[str]:
+    """The lines of a binary file, each decoded on its own (a byte-order mark first is dropped)."""
+    for number, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise _NotUtf8(number, exc) from None
+
+
 def read_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, row dict, error) from a .jsonl/.json-lines or .csv file."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        if path.suffix.lower() == ".csv":
-            yield from _csv_rows(f)
-        else:
+    """(line number, row dict, error) from a .jsonl/.json-lines or .csv file.
+
+    A line that is not UTF-8 is reported as an error; in a CSV file it ends the
+    import there (the file was saved in another encoding, so later rows would be wrong too).
+    """
+    with open(path, "rb") as f:
+        if path.suffix.lower() != ".csv":
             yield from _json_rows(f)
+            return
+        try:
+            yield from _csv_rows(_decoded(f))
+        except _NotUtf8 as exc:
+            yield exc.number, None, exc.message
 
 
-def _json_rows(lines: Iterable[str]):
+def _json_rows(lines: Iterable[str | bytes]):
     for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, None, _NotUtf8(number, exc, csv=False).message
+                continue
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -90,7 +121,7 @@ def _json_rows(lines: Iterable[str]):
         yield number, row, None if isinstance(row, dict) else "expected a JSON object"
 
 
-def _csv_rows(f: io.TextIOBase):
+def _csv_rows(f: Iterable[str]):
     reader = csv.DictReader(f)
     for row in reader:
         number = reader.line_num
@@ -109,6 +140,15 @@ def _csv_rows(f: io.TextIOBase):
 def import_row(engine, row: dict, at: dt.datetime) -> tuple[str, dict[str, Decimal]]:
     """Create or update one member from ``row``; returns (created, updated or skipped, opening balances)."""
     program = engine.program
+    unknown = [k for k in row if k not in ROW_KEYS]
+    if unknown:  # a misspelt column ("balance.points") would otherwise drop its values without a word
+        raise InputError(
+            [
+                (k, "unknown field; " + (did_you_mean(k, ROW_KEYS) or f"fields are: {', '.join(ROW_KEYS)}"))
+                for k in unknown
+            ],
+            "member",
+        )
     member = structure_member(
         {k: v for k, v in row.items() if k in MEMBER_KEYS}, program.checked.schema.member_attributes
     )

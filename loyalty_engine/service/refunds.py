@@ -42,7 +42,10 @@ def returned_lines(original: Event, refund: Event, already: dict[int, Decimal], 
     """Quantities returned now per original line index."""
     left = {i: item.quantity - already.get(i, ZERO) for i, item in enumerate(original.items)}
     if not refund.items:
-        return {i: q for i, q in left.items() if q > 0}
+        rest = {i: q for i, q in left.items() if q > 0}
+        if not rest:
+            notes.append(f"nothing left to return: purchase '{original.id}' was already returned in full")
+        return rest
     out: dict[int, Decimal] = {}
     for item in refund.items:
         lines = [i for i, line in enumerate(original.items) if line.sku == item.sku]
@@ -159,7 +162,9 @@ class Refunds:
         left = max(ZERO, total - already)
         asked = refund.net_amount if refund.net_amount else left
         take = min(asked, left)
-        if asked > take:
+        if not left:
+            notes.append(f"nothing left to return: purchase '{original.id}' was already returned in full")
+        elif asked > take:
             notes.append(f"{asked - take} asked back but only {left} left to refund from '{original.id}'")
         share = Fraction(already + take) / Fraction(total) if total else Fraction(1)
         return ({WHOLE: take} if take else {}), min(Fraction(1), share), already + take >= total

@@ -117,9 +117,19 @@ def dispatch(engine, data: Any):
     return engine.process(data)
 
 
-def read_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed JSON or None, error) for each non-blank line."""
+def read_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed JSON or None, error) for each non-blank line.
+
+    Lines may be bytes (a file opened in binary): each is decoded on its own, so
+    a line that is not UTF-8 is reported with its number instead of ending the run.
+    """
     for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield number, None, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"
+                continue
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -131,7 +141,7 @@ def read_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None]]:
 
 def run_lines(
     engine,
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     *,
     stop_on_error: bool = False,
     batch: int = 1,

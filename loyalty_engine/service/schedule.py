@@ -20,7 +20,7 @@ from decimal import Decimal
 from attrs import define, field
 
 from ..engine.outcome import Outcome
-from ..errors import EvaluationError
+from ..errors import EvaluationError, InputError
 from ..store.base import MemberRecord
 from .history import lot_expiry, shift, window_start
 
@@ -75,8 +75,10 @@ class DayReport:
 def day_and_time(engine, as_of: dt.datetime | dt.date) -> tuple[dt.date, dt.datetime]:
     if isinstance(as_of, dt.datetime):
         if as_of.utcoffset() is None:
-            raise ValueError("as_of must be timezone-aware")
+            raise InputError([("as_of", f"must be timezone-aware (got {as_of!r})")], "trigger run")
         return engine.local_day(as_of), as_of
+    if not isinstance(as_of, dt.date):
+        raise InputError([("as_of", f"must be a date or a timezone-aware datetime (got {as_of!r})")], "trigger run")
     # a bare date means the start of that local day (fold=0 picks the first of two ambiguous times)
     start = dt.datetime.combine(as_of, dt.time(0), engine.tz)
     return as_of, start
