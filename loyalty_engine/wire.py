@@ -309,6 +309,9 @@ def structure_event(data: Any, event_fields: dict[str, dict[str, str]] | None = 
             return event
     if not isinstance(data, dict):
         raise InputError([("", f"expected a JSON object for the event, got {type(data).__name__}")], "event")
+    if data.get("items") is not None and not isinstance(data["items"], list | tuple):
+        got = type(data["items"]).__name__
+        raise InputError([("items", f"must be a list of line items (JSON objects), not {got}")], "event")
     known = {k: v for k, v in data.items() if k in _EVENT_KEYS}
     extra = {k: v for k, v in data.items() if k not in _EVENT_KEYS and k != "attributes"}
     if isinstance(data.get("attributes"), dict):

@@ -118,6 +118,23 @@ def test_out_of_range_purchases_are_input_errors_and_write_nothing(change, messa
     assert dump(engine) == before
 
 
+def test_what_is_not_an_event_object_is_an_input_error_that_names_it():
+    engine = make_engine()
+    before = dump(engine)
+    for call in (engine.preview, engine.process):
+        for bad in ('{"id": "t1"}', None, ["t1"]):
+            with pytest.raises(InputError, match="expected a JSON object for the event"):
+                call(bad)
+        with pytest.raises(InputError, match="items: must be a list of line items"):
+            call({**purchase("t1"), "items": "LATTE"})
+    with pytest.raises(InputError, match="expected a JSON object for the member"):
+        engine.upsert_member("m1")
+    for when in (dt.date(2026, 5, 1), "2026-05-01T10:00:00+08:00"):
+        with pytest.raises(InputError, match="at: must be a timezone-aware datetime"):
+            engine.adjust("m1", 5, "goodwill", "adj-1", at=when)
+    assert dump(engine) == before
+
+
 # ------------------------------------------------------------------ preview
 
 

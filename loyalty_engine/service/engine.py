@@ -39,6 +39,13 @@ ZERO = Decimal(0)
 TRANSIENT_REFUSALS = frozenset({"coupon_reserved"})
 
 
+def _as_dict(event) -> dict:
+    """A copy of a JSON event; anything but a mapping is refused as the input error it is."""
+    if not isinstance(event, Mapping):
+        raise InputError([("", f"expected a JSON object for the event, got {type(event).__name__}")], "event")
+    return dict(event)
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -142,7 +149,7 @@ class Engine:
     def to_event(self, event: Event | Mapping[str, Any]) -> Event:
         if isinstance(event, Event):
             return event
-        return structure_event(dict(event), self.program.event_types)
+        return structure_event(_as_dict(event), self.program.event_types)
 
     def _check_type(self, event: Event) -> None:
         if event.type not in self.program.event_types:
@@ -271,7 +278,7 @@ class Engine:
         if isinstance(event, Event):
             ev, payload = event, canonical_json(event)
         else:
-            ev, payload = event_and_payload(dict(event), self.program.event_types)
+            ev, payload = event_and_payload(_as_dict(event), self.program.event_types)
         self._check_type(ev)
         apply = self._refund if ev.type == "refund" else self._apply
         result = self.idempotent(ev.id, ev.type, ev.member, payload, lambda d: apply(ev, payload, d))
@@ -386,6 +393,8 @@ class Engine:
     def when(self, at: dt.datetime | None) -> dt.datetime:
         """``at``, or now from the engine's clock; always timezone-aware."""
         at = at or self.clock()
+        if not isinstance(at, dt.datetime):
+            raise InputError([("at", f"must be a timezone-aware datetime, not {type(at).__name__}")], "operation")
         if at.utcoffset() is None:
             raise InputError([("at", "must be timezone-aware")], "operation")
         return at
@@ -427,6 +436,9 @@ class Engine:
     def upsert_member(self, member: Member | Mapping[str, Any], at: dt.datetime | None = None) -> MemberRecord:
         """Create a member or update their details (name, birthday, contact, attributes)."""
         if not isinstance(member, Member):
+            if not isinstance(member, Mapping):
+                got = type(member).__name__
+                raise InputError([("", f"expected a JSON object for the member, got {got}")], "member")
             member = structure_member(dict(member), self.program.checked.schema.member_attributes)
         at = self.when(at)
         with self.store.transaction():

@@ -25,8 +25,11 @@ def _op_payload(kind: str, **fields) -> str:
         k: (format(v.normalize(), "f") if isinstance(v, Decimal) else v) for k, v in fields.items() if v is not None
     }
     data["kind"] = kind
-    if isinstance(data.get("at"), dt.datetime):
-        data["at"] = data["at"].isoformat()
+    at = data.get("at")
+    if at is not None and not isinstance(at, dt.datetime):
+        raise InputError([("at", f"must be a timezone-aware datetime, not {type(at).__name__}")], "operation")
+    if at is not None:
+        data["at"] = at.isoformat()
     return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
 
