@@ -589,3 +589,12 @@ def test_a_parked_refund_whose_original_is_not_a_purchase_is_refused_when_it_arr
     with pytest.raises(RefusedError) as info:
         engine.process(refund("r1", "v1"))
     assert info.value.code == "not_a_purchase"
+
+
+def test_a_misspelt_field_is_kept_but_the_result_says_no_rule_read_it():
+    engine = make_engine()
+    result = engine.process({**purchase("t1"), "chanel": "app", "loyalty_tier_code": "x"})
+    assert result.notes == (
+        "field 'chanel' is not one this program reads for purchase events (did you mean 'channel'?); no rule saw it",
+    )
+    assert engine.process(purchase("t2")).notes == ()

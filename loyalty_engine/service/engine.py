@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import zoneinfo
@@ -150,6 +151,22 @@ class Engine:
         if isinstance(event, Event):
             return event
         return structure_event(_as_dict(event), self.program.event_types)
+
+    def unknown_field_notes(self, event: Event) -> list[str]:
+        """A note per field the program does not declare for the event type but spelled like one it does
+        (``chanel`` for ``channel``): kept, as extra fields are, but no rule reads it, which is easy to miss."""
+        known = self.program.event_types.get(event.type, {})
+        notes = []
+        for name in event.attributes:
+            if name in known:
+                continue
+            close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+            if close:
+                notes.append(
+                    f"field '{name}' is not one this program reads for {event.type} events "
+                    f"(did you mean '{close[0]}'?); no rule saw it"
+                )
+        return notes
 
     def _check_type(self, event: Event) -> None:
         if event.type not in self.program.event_types:
@@ -302,6 +319,8 @@ class Engine:
         score_failures = getattr(context.scores, "errors", None)
         if score_failures:
             notes.extend(score_failures)
+        if ev.attributes:
+            notes.extend(self.unknown_field_notes(ev))
         earned = sum((e.amount for e in entries if e.balance == "points" and e.kind == "earn"), ZERO)
         self.applier.record_activity(record, ev, earned)
         totals, rows = self.summarise(entries)
