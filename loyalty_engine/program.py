@@ -112,13 +112,30 @@ class Program:
         return Outcome(self, plan, None, context, as_of, raw)
 
     def _evaluation_error(self, exc: Exception, plan) -> EvaluationError:
+        rule = self._failing_rule(exc, plan)
+        name = rule.name if rule is not None else None
+        where = str(rule.span) if rule is not None else None
         if isinstance(exc, decimal.InvalidOperation | decimal.Overflow | OverflowError):
             # str() of these is "[<class 'decimal.InvalidOperation'>]": say what it means instead
             return EvaluationError(
                 "evaluation failed: a computed amount is too large (more than 28 significant digits); "
-                "check the multipliers and rates the rules apply together"
+                "check the multipliers and rates the rules apply together",
+                name,
+                where,
             )
-        return EvaluationError(f"evaluation failed: {type(exc).__name__}: {exc}")
+        return EvaluationError(f"evaluation failed: {type(exc).__name__}: {exc}", name, where)
+
+    @staticmethod
+    def _failing_rule(exc: Exception, plan):
+        """The rule whose generated code raised, from the line the plan's function stopped at."""
+        line = None
+        code = getattr(plan.function, "__code__", None)
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code is code:
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        return None if line is None else plan.rule_at(line)
 
     # -------------------------------------------------------------- lazy helpers for outcomes
 

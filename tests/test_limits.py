@@ -1,7 +1,9 @@
 """Hostile rule files: deep nesting, huge files, garbage. Clean errors, never a traceback or a hang."""
 
+import datetime as dt
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +97,46 @@ def test_an_amount_that_outgrows_decimal_precision_says_so_in_words():
         program.evaluate(event)
     assert "a computed amount is too large (more than 28 significant digits)" in str(info.value)
     assert "<class" not in str(info.value)
+
+
+def test_a_rule_that_fails_while_evaluating_is_named_with_its_location():
+    from loyalty_engine.errors import EvaluationError
+    from loyalty_engine.model import Member, MemberContext
+    from loyalty_engine.program import load_program
+    from loyalty_engine.wire import structure_event
+
+    program = load_program(
+        "score.loy",
+        text=HEADER
+        + 'rule "A" on purchase { award 1 point per 1 CNY of net_amount }\n'
+        + 'rule "B" on purchase when score("churn_risk") > 0.5 {\n  award 10 points\n}\n'
+        + 'rule "C" on purchase { award 2 points }\n'
+        + 'trigger "T" daily when score("churn_risk") > 0.5 { send sms "hi"  limit once per 30 days }\n',
+    )
+    event = structure_event(
+        {"id": "t", "type": "purchase", "member": "m", "at": "2026-06-02T12:00:00+08:00", "amount": "10"}
+    )
+    context = MemberContext(Member("m"), scores={"churn_risk": "high"})  # a model that returned text
+    with pytest.raises(EvaluationError) as info:
+        program.evaluate(event, context)
+    assert info.value.rule == "B" and info.value.location == "score.loy:3:1"
+    assert str(info.value).startswith("score.loy:3:1: evaluation failed: TypeError")
+    assert str(info.value).endswith("(rule 'B')")
+    with pytest.raises(EvaluationError) as info:
+        program.run_triggers(context, dt.datetime(2026, 6, 2, tzinfo=dt.UTC))
+    assert info.value.rule == "T" and info.value.location == "score.loy:7:1"
+
+
+@pytest.mark.parametrize("path", sorted(Path("dsl/examples").glob("*.loy")) + [Path("benchmarks/triggers.loy")])
+def test_every_rule_knows_where_its_generated_code_starts(path):
+    from loyalty_engine.program import load_program
+
+    program = load_program(path)
+    plans = [*program.code.events.values(), *([program.code.triggers] if program.code.triggers else [])]
+    module = "\n\n".join(plan.source for plan in plans).split("\n")  # as the compiler joins them
+    for plan in plans:
+        assert len(plan.rule_lines) == len(plan.rules)
+        for (first, last, rule), rule_plan in zip(plan.rule_lines, plan.rules):
+            assert rule is rule_plan.rule and first <= last
+            assert module[first - 1].strip() == f"_r{rule_plan.position} = None"
+            assert plan.rule_at(first) is rule and plan.rule_at(last) is rule

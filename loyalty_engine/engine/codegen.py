@@ -52,6 +52,7 @@ class Emitter:
         self.depth = 1
         self.n = 0
         self.uses: set[str] = set()
+        self.rule_spans: list[tuple[int, int, object]] = []  # (first, end) indexes into lines, per rule
 
     # -------------------------------------------------------------- plumbing
 

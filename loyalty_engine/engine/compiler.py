@@ -51,6 +51,15 @@ class EventPlan:
     rules: list[RulePlan]
     function: object = None
     source: str = ""
+    # (first line, last line, rule) in the compiled code, so a failure can name the rule that raised
+    rule_lines: list = field(factory=list)
+
+    def rule_at(self, line: int):
+        """The rule whose generated code holds ``line`` of the compiled module (None: shared code)."""
+        for first, last, rule in self.rule_lines:
+            if first <= line <= last:
+                return rule
+        return None
 
 
 @define
@@ -80,13 +89,21 @@ class ProgramCompiler:
         for rule in self.p.rules:
             by_event.setdefault(rule.event.name, []).append(rule)
         sources = []
+        offset = 0  # lines of the module before this plan's function
+
+        def place(plan: EventPlan) -> None:
+            nonlocal offset
+            plan.rule_lines = [(offset + first, offset + last, rule) for first, last, rule in plan.rule_lines]
+            sources.append(plan.source)
+            offset += plan.source.count("\n") + 2  # the function and the blank line between functions
+
         for event_type, rules in by_event.items():
             plan = self._event_plan(event_type, rules)
             code.events[event_type] = plan
-            sources.append(plan.source)
+            place(plan)
         if self.p.triggers:
             code.triggers = self._trigger_plan(self.p.triggers)
-            sources.append(code.triggers.source)
+            place(code.triggers)
         namespace = self.namespace()
         exec(compile("\n\n".join(sources), _CODE_NAME, "exec"), namespace)  # noqa: S102 - source built from the tree only
         for plan in code.events.values():
@@ -190,8 +207,14 @@ class ProgramCompiler:
         records = "(" + "".join(f"_r{p.position}, " for p in plans) + ")"
         em.line(f"return (_coupons, {records}, _settier, _fins{totals})")
         header = f"def _eval_{self._fname(event_type)}(_e, _c, as_of):"
-        source = "\n".join([header, *em.prologue(), *em.lines])
-        return EventPlan(event_type, plans, None, source)
+        prologue = em.prologue()
+        source = "\n".join([header, *prologue, *em.lines])
+        return EventPlan(event_type, plans, None, source, self._rule_lines(em, 1 + len(prologue)))
+
+    @staticmethod
+    def _rule_lines(em: Emitter, before: int) -> list:
+        """Each rule's lines in its function's source (1-based), from where _emit_rule started and ended."""
+        return [(before + first + 1, before + last, rule) for first, last, rule in em.rule_spans]
 
     def _init_balances(self, em: Emitter, used: list[str], tier_multiplier: bool) -> None:
         """Per balance: earn per amount, fixed bonuses, cap and multiplier (the tier's, for points)."""
@@ -241,6 +264,12 @@ class ProgramCompiler:
         return " and ".join(parts) if parts else None
 
     def _emit_rule(self, em: Emitter, plan: RulePlan) -> None:
+        rule = plan.rule
+        start = len(em.lines)
+        self._emit_rule_body(em, plan)
+        em.rule_spans.append((start, len(em.lines), rule))
+
+    def _emit_rule_body(self, em: Emitter, plan: RulePlan) -> None:
         rule = plan.rule
         i = plan.position
         em.line(f"_r{i} = None")
@@ -446,5 +475,6 @@ class ProgramCompiler:
         totals = self._emit_totals(em, used, plans)
         records = "(" + "".join(f"_r{p.position}, " for p in plans) + ")"
         em.line(f"return (_coupons, {records}, _settier, _fins{totals})")
-        source = "\n".join(["def _eval_triggers(_c, as_of):", *em.prologue(trigger=True), *em.lines])
-        return EventPlan("trigger", plans, None, source)
+        prologue = em.prologue(trigger=True)
+        source = "\n".join(["def _eval_triggers(_c, as_of):", *prologue, *em.lines])
+        return EventPlan("trigger", plans, None, source, self._rule_lines(em, 1 + len(prologue)))
