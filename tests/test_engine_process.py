@@ -598,3 +598,13 @@ def test_a_misspelt_field_is_kept_but_the_result_says_no_rule_read_it():
         "field 'chanel' is not one this program reads for purchase events (did you mean 'channel'?); no rule saw it",
     )
     assert engine.process(purchase("t2")).notes == ()
+
+
+def test_an_amount_that_disagrees_with_the_lines_is_applied_with_a_note():
+    engine = make_engine()
+    result = engine.process({**purchase("t1"), "amount": "1.00"})  # the lines come to 105.50
+    assert result.notes == (
+        "the amount sent (1.00) differs from its lines' total (105.50): rules on amount and net_amount used "
+        "the amount sent, rules on items used the lines",
+    )
+    assert engine.process({**purchase("t2"), "amount": "105.50"}).notes == ()

@@ -321,6 +321,13 @@ class Engine:
             notes.extend(score_failures)
         if ev.attributes:
             notes.extend(self.unknown_field_notes(ev))
+        if ev.items and ev.type == "purchase":
+            lines = sum((item.amount for item in ev.items), ZERO)
+            if lines != ev.amount:
+                notes.append(
+                    f"the amount sent ({ev.amount}) differs from its lines' total ({lines}): rules on amount and "
+                    "net_amount used the amount sent, rules on items used the lines"
+                )
         earned = sum((e.amount for e in entries if e.balance == "points" and e.kind == "earn"), ZERO)
         self.applier.record_activity(record, ev, earned)
         totals, rows = self.summarise(entries)
