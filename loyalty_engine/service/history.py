@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
@@ -36,6 +37,7 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month + 1, min(day.day, last))
 
 
+@functools.lru_cache(maxsize=16384)  # a stream of events asks for the same few days over and over
 def shift(day: dt.date, amount: int, unit: str) -> dt.date:
     """``day`` plus ``amount`` days, weeks, months or years (negative goes back)."""
     if unit == "day":
@@ -191,12 +193,18 @@ class ContextBuilder:
         # statistic key -> (window index, statistic), so a context finds a windowed value without building a map
         self._where = {f"{name}:{w.key}": (i, name) for i, w in enumerate(self.windows) for name in scoring.ACTIVITY}
         self.scoring = scoring.ScoreBoard(program)
+        self._starts_for: dt.date | None = None
+        self._starts: list[dt.date] = []
 
     def local_day(self, when: dt.datetime) -> dt.date:
         return when.astimezone(self.tz).date()
 
     def starts(self, today: dt.date) -> list[dt.date]:
-        return [window_start(w, today) for w in self.windows]
+        """The first day of each window the program reads, seen from ``today`` (the same for a whole day)."""
+        if self._starts_for != today:
+            self._starts = [window_start(w, today) for w in self.windows]
+            self._starts_for = today
+        return self._starts
 
     def stats_from(self, record: MemberRecord, sums: list[dict[str, Decimal]]) -> MemberStats:
         return MemberStats(self._where, sums, dict(record.lifetime))
