@@ -684,6 +684,18 @@ class Checker:
             return t
         raise TypeError(f"unexpected node {node!r}")  # pragma: no cover
 
+    def _today_itself(self, node: ast.Call) -> None:
+        """``is_birthday(today)`` is always true and ``days_since(today)`` always 0: surely a member date was meant."""
+        arg = node.args[0]
+        if isinstance(arg, ast.Path) and arg.dotted == "today":
+            always = {"is_birthday": "always true", "days_since": "always 0", "days_until": "always 0"}
+            field = "member.birthday" if node.name.name == "is_birthday" else "member.joined"
+            self.r.warning(
+                arg.span,
+                f"{node.name.name}(today) is {always[node.name.name]}: it compares today with itself",
+                f"pass the member's date, e.g. {node.name.name}({field})",
+            )
+
     def _need_items(self, node, scope: _Scope) -> None:
         if scope.in_item:
             self.r.error(node.span, "item tests cannot be nested inside another item test")
@@ -830,6 +842,8 @@ class Checker:
             )
         if fn.name == "score":
             return self._score(node)
+        if fn.name in ("is_birthday", "days_since", "days_until") and len(node.args) == 1:
+            self._today_itself(node)
         if fn.name == "between" and len(arg_types) == 3:
             if not (T.comparable(arg_types[0], arg_types[1]) and T.comparable(arg_types[0], arg_types[2])):
                 self.r.error(node.span, f"between() compares a {arg_types[0]} with a {arg_types[1]}")
