@@ -608,3 +608,13 @@ def test_an_amount_that_disagrees_with_the_lines_is_applied_with_a_note():
         "the amount sent, rules on items used the lines",
     )
     assert engine.process({**purchase("t2"), "amount": "105.50"}).notes == ()
+
+
+def test_a_refund_dated_before_its_purchase_is_applied_with_a_note():
+    engine = make_engine()
+    engine.process(purchase("t1", day=5))
+    early = engine.process(refund("r1", "t1", day=3))
+    assert early.points < 0
+    assert any("before its purchase" in note and "till's clock" in note for note in early.notes), early.notes
+    engine.process(purchase("t2", day=5))
+    assert not any("before its purchase" in n for n in engine.process(refund("r2", "t2", day=6)).notes)

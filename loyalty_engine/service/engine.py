@@ -394,6 +394,11 @@ class Engine:
     def _refund_now(self, record: MemberRecord, ev: Event, refund_id: str) -> Result:
         stored = self.store.get_event(ev.original)
         entries, notes, refunded = self.refunds.apply(record, ev, stored)
+        if stored.at is not None and ev.at < stored.at:  # a till clock that is off, most often
+            notes.append(
+                f"the refund is dated {ev.at.isoformat()}, before its purchase ({stored.at.isoformat()}); "
+                "it was applied as sent: check the till's clock"
+            )
         totals, rows = self.summarise(entries)
         return Result(
             refund_id,
