@@ -1053,6 +1053,10 @@ def _diagnostic_problem(diag, name: str, lines: list[str]) -> str | None:
     line_text = lines[diag.line - 1] if lines else ""
     if diag.column > len(line_text) + 1:
         return f"diagnostic at column {diag.column}, line {diag.line} has {len(line_text)} characters: {diag.message}"
+    if diag.source_line.removesuffix("\r") != line_text:
+        return (
+            f"diagnostic at {where} shows the source line {diag.source_line!r}, but line {diag.line} is {line_text!r}"
+        )
     try:
         rendered = diag.render()
     except Exception as exc:  # noqa: BLE001

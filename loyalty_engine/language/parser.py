@@ -16,7 +16,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .diagnostics import Reporter
+from .diagnostics import Reporter, split_lines
 from .transform import TreeToAst
 
 MAX_FILE_BYTES = 1_048_576
@@ -300,7 +300,7 @@ def _report_syntax(exc: UnexpectedInput, text: str, path: str, reporter: Reporte
         span = ast.Span(path, line, column, line, end)
     elif isinstance(exc, (UnexpectedEOF, UnexpectedToken)):
         expected = sorted(getattr(exc, "expected", []) or [])
-        lines = text.splitlines() or [""]
+        lines = split_lines(text)
         line = len(lines)
         column = len(lines[-1]) + 1
         message = "unexpected end of file" + _expected_list(expected)
