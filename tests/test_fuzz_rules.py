@@ -22,7 +22,42 @@ REGRESSIONS = {
     "line separator in a comment": HEADER + '# a\u2028b\nrule "R" on purchase { award 1 pointz }\n',
     "form feed in a text": HEADER + 'rule "R\x0c" on purchase {\n  award 1 pointz\n}\n',
     "line separator before end of file": HEADER + 'rule "R" on purchase {\u2028 award 1 point\n',
+    # int() refuses more than 4,300 digits: a ValueError escaped check_program
+    "5000-digit limit count": HEADER
+    + 'rule "R" on purchase { award 1 point\n limit '
+    + "9" * 5000
+    + " times per day }",
+    "4401-digit expiry": HEADER.replace("}", "points expire 1" + "0" * 4400 + " months after earning }"),
+    "5000-digit priority": HEADER + 'rule "R" on purchase { award 1 point priority -' + "9" * 5000 + " }",
+    "5000-digit cap": HEADER + 'rule "R" on purchase { cap points at ' + "9" * 5000 + " }",
 }
+
+# Files that checked clean although no event could ever be evaluated with them: now errors with a position.
+TOO_LONG = {
+    "5000-digit fixed award": HEADER + 'rule "R" on purchase { award ' + "9" * 5000 + " points }",
+    "30-digit date offset": HEADER + 'rule "R" on purchase when today + ' + "9" * 30 + " > today { award 1 point }",
+    "30-digit rolling limit": HEADER + 'rule "R" on purchase { award 1 point limit once per ' + "9" * 30 + " days }",
+    "3000-decimal multiplier": HEADER + 'rule "R" on purchase { multiply points by 0.' + "0" * 3000 + "1 }",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOO_LONG))
+def test_too_long_numbers_are_a_positioned_error(name):
+    from loyalty_engine.program import check_program
+
+    result = check_program("long.loy", text=TOO_LONG[name])
+    assert [d.message.split(" is too long")[0][:10] for d in result.errors] == ["the number"], result.errors
+    error = result.errors[0]
+    assert error.line == 2 and error.hint and "15 digits" in error.hint
+    assert error.render().splitlines()[2].strip().startswith("^")
+
+
+def test_fifteen_digits_are_still_a_number():
+    from loyalty_engine.program import load_program
+    from tests.conftest import member, purchase
+
+    text = HEADER + 'rule "R" on purchase when net_amount < 999999999999999.9999999999 { award 3 points }\n'
+    assert load_program("ok.loy", text=text).evaluate(purchase(("A", "x", 1, "5.00")), member()).points == 3
 
 
 @pytest.fixture(scope="module")
