@@ -30,6 +30,10 @@ REGRESSIONS = {
     "4401-digit expiry": HEADER.replace("}", "points expire 1" + "0" * 4400 + " months after earning }"),
     "5000-digit priority": HEADER + 'rule "R" on purchase { award 1 point priority -' + "9" * 5000 + " }",
     "5000-digit cap": HEADER + 'rule "R" on purchase { cap points at ' + "9" * 5000 + " }",
+    # an unknown time zone made ZoneInfo open a file of that name and re-read the whole tz database
+    "misspelt timezone": 'program "T" { currency CNY  timezone "Europe/Pariss" }\n',
+    "offset as timezone": 'program "T" { currency CNY  timezone "UTC+8" }\n',
+    "path as timezone": 'program "T" { currency CNY  timezone "../../etc/passwd" }\n',
 }
 
 # Files that checked clean although no event could ever be evaluated with them: now errors with a position.
