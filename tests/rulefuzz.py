@@ -1053,6 +1053,7 @@ def _diagnostic_problem(diag, name: str, lines: list[str]) -> str | None:
     line_text = lines[diag.line - 1] if lines else ""
     if diag.column > len(line_text) + 1:
         return f"diagnostic at column {diag.column}, line {diag.line} has {len(line_text)} characters: {diag.message}"
+    line_text = re.sub("[\ud800-\udfff]", "\ufffd", line_text)  # lone surrogates are shown as U+FFFD
     if diag.source_line.removesuffix("\r") != line_text:
         return (
             f"diagnostic at {where} shows the source line {diag.source_line!r}, but line {diag.line} is {line_text!r}"
@@ -1061,6 +1062,10 @@ def _diagnostic_problem(diag, name: str, lines: list[str]) -> str | None:
         rendered = diag.render()
     except Exception as exc:  # noqa: BLE001
         return f"diagnostic does not render ({_exc(exc)}): {diag.message}"
+    try:
+        rendered.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"diagnostic at {where} cannot be printed: {exc}"
     if not rendered.startswith(f"{name}:{diag.line}:{diag.column}: {diag.severity}: "):
         return f"diagnostic renders as {rendered.splitlines()[0]!r}"
     parts = rendered.split("\n")

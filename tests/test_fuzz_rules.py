@@ -34,6 +34,11 @@ REGRESSIONS = {
     "misspelt timezone": 'program "T" { currency CNY  timezone "Europe/Pariss" }\n',
     "offset as timezone": 'program "T" { currency CNY  timezone "UTC+8" }\n',
     "path as timezone": 'program "T" { currency CNY  timezone "../../etc/passwd" }\n',
+    # a lone surrogate checked clean, then load_program raised UnicodeEncodeError hashing the text,
+    # and a diagnostic showing the line could not be printed
+    "lone surrogate in a rule name": HEADER + 'rule "R\ud800" on purchase { award 1 point }\n',
+    "lone surrogate in a message": HEADER + 'rule "R" on purchase { send sms "hi \udfff{member.name}" }\n',
+    "lone surrogates and another error": HEADER + '\ud83d rule "R" on purchase { award 1 pointz }\udc00\n',
 }
 
 # Files that checked clean although no event could ever be evaluated with them: now errors with a position.
@@ -62,6 +67,14 @@ def test_fifteen_digits_are_still_a_number():
 
     text = HEADER + 'rule "R" on purchase when net_amount < 999999999999999.9999999999 { award 3 points }\n'
     assert load_program("ok.loy", text=text).evaluate(purchase(("A", "x", 1, "5.00")), member()).points == 3
+
+
+def test_lone_surrogate_is_an_error_at_its_position():
+    from loyalty_engine.program import check_program
+
+    result = check_program("s.loy", text=HEADER + 'rule "R" on purchase {\n  award 1 pointz  # \ud800\n}\n')
+    errors = [(d.line, d.column, d.message.split(" (")[0]) for d in result.errors]
+    assert errors == [(3, 11, "unknown balance 'pointz'"), (3, 21, "the text holds a lone surrogate")]
 
 
 @pytest.fixture(scope="module")

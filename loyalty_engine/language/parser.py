@@ -118,7 +118,7 @@ def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
             "split the program into several files joined with 'include'",
         )
         return None
-    current = text
+    current = _replace_surrogates(text, path, reporter)
     tree = None
     for _ in range(MAX_SYNTAX_ERRORS):
         try:
@@ -136,6 +136,32 @@ def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
         return None
     items = TreeToAst(path, reporter, parse_expr=_template_expr_parser(path, reporter))._transform_module(tree)
     return ast.Module(path, tuple(items))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_surrogates(text: str, path: str, reporter: Reporter) -> str:
+    """Report lone surrogates (only text given as a Python str can hold them; no UTF-8 file can).
+
+    They cannot be encoded, so a name or message holding one would fail wherever it is written
+    out (the program's version hash, the store, JSON). Each becomes U+FFFD for the rest of the
+    parse and in the source lines shown, one character for one, so that every position stays true.
+    """
+    found = list(_SURROGATE.finditer(text))
+    if not found:
+        return text
+    replaced = _SURROGATE.sub("\ufffd", text)
+    reporter.sources.add(path, replaced)  # the source lines shown under diagnostics must be printable too
+    for match in found[:MAX_SYNTAX_ERRORS]:
+        line = text.count("\n", 0, match.start()) + 1
+        column = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+        reporter.error(
+            ast.Span(path, line, column, line, column + 1),
+            f"the text holds a lone surrogate (U+{ord(match.group()):04X}), which is not a character",
+            "the rule file's text must be valid Unicode; decode it with errors='replace' or fix its source",
+        )
+    return replaced
 
 
 def _template_expr_parser(path: str, reporter: Reporter):
