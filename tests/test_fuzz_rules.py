@@ -77,6 +77,16 @@ def test_lone_surrogate_is_an_error_at_its_position():
     assert errors == [(3, 11, "unknown balance 'pointz'"), (3, 21, "the text holds a lone surrogate")]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_program(tmp_path):
+    from loyalty_engine.program import check_program
+
+    path = tmp_path / "bom.loy"
+    path.write_text(HEADER + 'rule "R" on purchase { award 1 point }\n', encoding="utf-8-sig")
+    assert check_program(path).diagnostics == []
+    result = check_program("b.loy", text="\ufeff" + HEADER.replace("CNY", "cny"))
+    assert [(d.line, d.column) for d in result.diagnostics] == [(1, 24)]
+
+
 @pytest.fixture(scope="module")
 def warmed():
     rulefuzz.warm_up()

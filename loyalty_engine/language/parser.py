@@ -109,6 +109,8 @@ def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
     Returns the module built from the declarations that parsed, or None if
     nothing could be recovered.
     """
+    # a byte order mark (Windows editors write one) is no part of the program: editors do not count it as a column
+    text = text.removeprefix("\ufeff")
     reporter.sources.add(path, text)
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         reporter.error(
