@@ -1031,8 +1031,8 @@ def _exc(exc: BaseException) -> str:
 
 
 def _lines(text: str) -> list[str]:
-    """Lines as the parser counts them (and editors show them): ended by \\n only, a \\r before it dropped."""
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    """Lines as the parser counts them (and editors show them): ended by \\n only, a \\r before it and a BOM dropped."""
+    lines = [line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n")]
     if len(lines) > 1 and lines[-1] == "":
         lines.pop()
     return lines

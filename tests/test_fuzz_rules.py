@@ -39,6 +39,9 @@ REGRESSIONS = {
     "lone surrogate in a rule name": HEADER + 'rule "R\ud800" on purchase { award 1 point }\n',
     "lone surrogate in a message": HEADER + 'rule "R" on purchase { send sms "hi \udfff{member.name}" }\n',
     "lone surrogates and another error": HEADER + '\ud83d rule "R" on purchase { award 1 pointz }\udc00\n',
+    # a rule name with \n in it put a line break into the message: the head of the diagnostic took two lines
+    "new line in a rule name": HEADER + 'rule "a\\nb" on purchase { }\n',
+    "new line in a trigger name": HEADER + 'trigger "t\\r\\n" daily { award 1 point }\n',
 }
 
 # Files that checked clean although no event could ever be evaluated with them: now errors with a position.

@@ -22,7 +22,9 @@ class Diagnostic:
     end_column: int | None = None
 
     def render(self) -> str:
-        head = f"{self.path}:{self.line}:{self.column}: {self.severity}: {self.message}"
+        # a name quoted in the message may hold "\n" (written \n in a rule name): keep the head one line
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        head = f"{self.path}:{self.line}:{self.column}: {self.severity}: {message}"
         out = [head]
         if self.source_line:
             text = self.source_line.rstrip("\n").expandtabs(1)
