@@ -90,6 +90,17 @@ def test_a_byte_order_mark_is_not_part_of_the_program(tmp_path):
     assert [(d.line, d.column) for d in result.diagnostics] == [(1, 24)]
 
 
+@pytest.mark.parametrize("number", ["1e400", "2E3", "5e"])
+def test_a_number_with_an_exponent_gets_a_hint(number):
+    from loyalty_engine.program import check_program
+
+    result = check_program(
+        "e.loy", text=HEADER + f'rule "R" on purchase when net_amount > {number} {{ award 1 point }}\n'
+    )
+    assert result.errors and result.errors[0].column == 41
+    assert "without an exponent" in (result.errors[0].hint or "")
+
+
 @pytest.fixture(scope="module")
 def warmed():
     rulefuzz.warm_up()

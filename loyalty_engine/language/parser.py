@@ -360,6 +360,9 @@ def _expected_list(expected: list[str]) -> str:
 
 def _hint_for_token(token: Token, expected: set[str], text: str) -> str | None:
     value = str(token)
+    start = token.start_pos or 0
+    if token.type == "NAME" and re.fullmatch(r"[eE][+-]?\d*", value) and text[start - 1 : start].isdigit():
+        return "numbers are written in full, without an exponent (1e3 is 1000); at most 15 digits"
     if "STRING" in expected and token.type == "NAME":
         return f'names of programs, rules, campaigns and triggers are quoted: "{value}"'
     if "LBRACE" in expected and len(expected) <= 4:
