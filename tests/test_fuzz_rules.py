@@ -42,6 +42,9 @@ REGRESSIONS = {
     # a rule name with \n in it put a line break into the message: the head of the diagnostic took two lines
     "new line in a rule name": HEADER + 'rule "a\\nb" on purchase { }\n',
     "new line in a trigger name": HEADER + 'trigger "t\\r\\n" daily { award 1 point }\n',
+    # blanking a declaration after a syntax error turned "\r" into " ": the end-of-file error of a CRLF file
+    # was then placed a column past the end of its last line
+    "CRLF file cut short after an error": 'trigger "Win back" weekly on monday\r\ntrigger "Win back" weekly on monday\r\n',
 }
 
 # Files that checked clean although no event could ever be evaluated with them: now errors with a position.

@@ -196,7 +196,7 @@ def _offset_of(exc: UnexpectedInput, text: str) -> int:
 
 
 def _blank_declaration(text: str, offset: int) -> str | None:
-    """Blank the top-level declaration holding ``offset``; keep newlines."""
+    """Blank the top-level declaration holding ``offset``; keep newlines (and carriage returns)."""
     starts = _at_depth_zero_all(text, [m.start(1) for m in _TOP_START.finditer(text)])
     before = [s for s in starts if s <= offset]
     after = [s for s in starts if s > offset]
@@ -204,7 +204,7 @@ def _blank_declaration(text: str, offset: int) -> str | None:
     end = after[0] if after else len(text)
     if begin == 0 and end == len(text) and not before:
         return None
-    segment = re.sub(r"[^\n]", " ", text[begin:end])
+    segment = re.sub(r"[^\r\n]", " ", text[begin:end])  # keep \r too: a CRLF line's last column stays true
     return text[:begin] + segment + text[end:]
 
 
