@@ -1054,7 +1054,7 @@ def _diagnostic_problem(diag, name: str, lines: list[str]) -> str | None:
     if diag.column > len(line_text) + 1:
         return f"diagnostic at column {diag.column}, line {diag.line} has {len(line_text)} characters: {diag.message}"
     line_text = re.sub("[\ud800-\udfff]", "\ufffd", line_text)  # lone surrogates are shown as U+FFFD
-    if diag.source_line.removesuffix("\r") != line_text:
+    if diag.source_line != line_text:
         return (
             f"diagnostic at {where} shows the source line {diag.source_line!r}, but line {diag.line} is {line_text!r}"
         )
