@@ -157,7 +157,7 @@ def test_cases_replay_from_seed_and_index():
 def test_generated_programs_are_mostly_meant_to_check_clean(warmed):
     """A generator whose files all fail to parse would test only the parser: enough must get through."""
     clean = sum(rulefuzz.check_case(rulefuzz.generated(rulefuzz.Random(i))).ok for i in range(300))
-    assert clean >= 30
+    assert clean >= 5
 
 
 def test_the_property_catches_a_leak_of_user_text_into_compile(warmed, monkeypatch):
