@@ -22,7 +22,9 @@ class Diagnostic:
     end_column: int | None = None
 
     def render(self) -> str:
-        head = f"{self.path}:{self.line}:{self.column}: {self.severity}: {self.message}"
+        # a name quoted in the message may hold "\n" (written \n in a rule name): keep the head one line
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        head = f"{self.path}:{self.line}:{self.column}: {self.severity}: {message}"
         out = [head]
         if self.source_line:
             text = self.source_line.rstrip("\n").expandtabs(1)
@@ -57,6 +59,18 @@ def _caret_pad(text: str, upto: int) -> str:
     return "".join(pad)
 
 
+def split_lines(text: str) -> list[str]:
+    """The lines of a file as the parser numbers them: ended by "\\n" only (a "\\r" before it dropped).
+
+    Not ``str.splitlines``, which also breaks at form feeds, "\\x1c" ... and "\\u2028": a file with one
+    of those in a comment or a text would show the wrong source line under every later diagnostic.
+    """
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 @define
 class Sources:
     """The text of every file read for a program, to show source lines in diagnostics."""
@@ -64,7 +78,7 @@ class Sources:
     texts: dict[str, list[str]] = field(factory=dict)
 
     def add(self, path: str, text: str) -> None:
-        self.texts[path] = text.splitlines()
+        self.texts[path] = split_lines(text)
 
     def line(self, path: str, line: int) -> str:
         lines = self.texts.get(path) or []

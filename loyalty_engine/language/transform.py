@@ -20,6 +20,22 @@ def unquote(raw: str) -> str:
     return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), raw[1:-1])
 
 
+MAX_DIGITS = 15  # before the decimal point: a quadrillion, more than any amount or count in a program
+MAX_DECIMALS = 10
+
+
+def number_too_long(digits: str) -> tuple[str, str] | None:
+    """(message, hint) when a number has more than MAX_DIGITS digits before the point or MAX_DECIMALS after."""
+    whole, _, fraction = digits.lstrip("+-").partition(".")
+    if len(whole) <= MAX_DIGITS and len(fraction) <= MAX_DECIMALS:
+        return None
+    shown = digits if len(digits) <= 20 else f"{digits[:8]}...{digits[-4:]}"
+    return (
+        f"the number {shown} is too long ({len(whole)} digits before the point, {len(fraction)} after)",
+        f"numbers in rules have at most {MAX_DIGITS} digits before the decimal point and {MAX_DECIMALS} after it",
+    )
+
+
 _UNIT_BY_TOKEN = {"DAY_UNIT": "day", "WEEK_UNIT": "week", "MONTH_UNIT": "month", "YEAR_UNIT": "year"}
 
 
@@ -74,6 +90,24 @@ class TreeToAst(Transformer):
         except ValueError:
             self._reporter.error(self._tspan(token), f"'{token}' is not a valid date", "dates are written YYYY-MM-DD")
             return None
+
+    def _too_long(self, token: Token, digits: str) -> bool:
+        """Numbers are at most MAX_DIGITS digits before the point and MAX_DECIMALS after: a documented error.
+
+        Longer ones broke checking (int() refuses strings of over 4,300 digits) or, worse, checked
+        clean and made every evaluation fail (a 5,000-digit award overflows the decimal context).
+        """
+        problem = number_too_long(digits)
+        if problem is None:
+            return False
+        self._reporter.error(self._tspan(token), *problem)
+        return True
+
+    def _int(self, token: Token) -> int:
+        return 1 if self._too_long(token, str(token)) else int(str(token))
+
+    def _decimal(self, token: Token, digits: str) -> Decimal:
+        return Decimal(1) if self._too_long(token, digits) else Decimal(digits)
 
     def _unit(self, token: Token) -> str:
         return _UNIT_BY_TOKEN[token.type]
@@ -137,7 +171,9 @@ class TreeToAst(Transformer):
         after_text = " ".join(str(after).split())
         return (
             "expiry",
-            ast.ExpiryPolicy(self._ident(name), "after", int(amount), self._unit(unit), after_text, self._span(meta)),
+            ast.ExpiryPolicy(
+                self._ident(name), "after", self._int(amount), self._unit(unit), after_text, self._span(meta)
+            ),
         )
 
     def expiry_year_end(self, meta, children):
@@ -147,7 +183,7 @@ class TreeToAst(Transformer):
         return ("expiry", ast.ExpiryPolicy(self._ident(children[0]), "never", 0, "", "", self._span(meta)))
 
     def pending(self, meta, children):
-        return ("pending", ast.PendingPolicy(self._ident(children[0]), int(children[1]), self._span(meta)))
+        return ("pending", ast.PendingPolicy(self._ident(children[0]), self._int(children[1]), self._span(meta)))
 
     def policy_negative(self, meta, children):
         return ("policy", ast.Policy("negative", self._ident(children[0]), "yes", self._span(meta)))
@@ -170,20 +206,20 @@ class TreeToAst(Transformer):
 
     def tier_level(self, meta, children):
         name, threshold, mult = children
-        multiplier = Decimal(str(mult)[1:]) if mult is not None else None
+        multiplier = self._decimal(mult, str(mult)[1:]) if mult is not None else None
         return ast.TierLevel(self._ident(name), threshold.value, multiplier, self._span(meta))
 
     def review(self, meta, children):
         tokens = [c for c in children if c is not None]
         every, every_unit = tokens[0], tokens[1]
         grace, grace_unit = (tokens[2], tokens[3]) if len(tokens) >= 4 else (None, None)
-        every_months = _months(int(every), self._unit(every_unit))
-        grace_months = _months(int(grace), self._unit(grace_unit)) if grace is not None else 0
+        every_months = _months(self._int(every), self._unit(every_unit))
+        grace_months = _months(self._int(grace), self._unit(grace_unit)) if grace is not None else 0
         return ast.TierReview(every_months, grace_months, self._span(meta))
 
     def window_rolling(self, meta, children):
         amount, unit = children[-2], children[-1]
-        return ast.Window("rolling", int(amount), self._unit(unit))
+        return ast.Window("rolling", self._int(amount), self._unit(unit))
 
     def window_calendar(self, meta, children):
         return ast.Window("calendar", 0, str(children[0]))
@@ -265,7 +301,7 @@ class TreeToAst(Transformer):
         return ("priority", children[0])
 
     def signed_int(self, meta, children):
-        return int(children[0])
+        return self._int(children[0])
 
     def valid_from(self, meta, children):
         start, end = children
@@ -283,17 +319,17 @@ class TreeToAst(Transformer):
 
     def times(self, meta, children):
         token = children[0]
-        return 1 if str(token) == "once" else int(token)
+        return 1 if str(token) == "once" else self._int(token)
 
     def period_calendar(self, meta, children):
         return (str(children[0]), 0)
 
     def period_rolling(self, meta, children):
         amount, unit = children
-        return ("rolling", _days(int(amount), self._unit(unit)))
+        return ("rolling", _days(self._int(amount), self._unit(unit)))
 
     def budget(self, meta, children):
-        return ast.Budget(int(children[0]), self._ident(children[1]), self._span(meta))
+        return ast.Budget(self._int(children[0]), self._ident(children[1]), self._span(meta))
 
     # -------------------------------------------------------------- actions
 
@@ -309,7 +345,7 @@ class TreeToAst(Transformer):
 
     def award_percent(self, meta, children):
         percent, source, unit, up_to = children
-        value = Decimal(str(percent)[:-1]) / 100
+        value = self._decimal(percent, str(percent)[:-1]) / 100
         amount = ast.Literal(value, "percent", self._tspan(percent))
         src, items_filter, items_source = source
         return ast.Award(
@@ -331,7 +367,7 @@ class TreeToAst(Transformer):
         return (None, children[0], True)
 
     def up_to(self, meta, children):
-        return int(children[0])
+        return self._int(children[0])
 
     def multiply(self, meta, children):
         return ast.Multiply(self._ident(children[0]), children[1], self._span(meta))
@@ -339,7 +375,7 @@ class TreeToAst(Transformer):
     def cap(self, meta, children):
         unit, amount, period = children
         return ast.Cap(
-            self._ident(unit), int(amount), str(period) if period is not None else "transaction", self._span(meta)
+            self._ident(unit), self._int(amount), str(period) if period is not None else "transaction", self._span(meta)
         )
 
     def issue(self, meta, children):
@@ -432,7 +468,7 @@ class TreeToAst(Transformer):
         )
 
     def discount_percent(self, meta, children):
-        value = Decimal(str(children[0])[:-1])
+        value = self._decimal(children[0], str(children[0])[:-1])
         return ("discount", {"discount_kind": "percent", "discount_value": value})
 
     def discount_amount(self, meta, children):
@@ -442,7 +478,7 @@ class TreeToAst(Transformer):
         return ("discount", {"discount_kind": "free_item", "discount_value": unquote(children[0])})
 
     def coupon_valid_days(self, meta, children):
-        return ("valid", {"valid_days": int(children[0])})
+        return ("valid", {"valid_days": self._int(children[0])})
 
     def coupon_valid_until(self, meta, children):
         return ("valid", {"valid_until": self._to_date(children[0])})
@@ -460,10 +496,10 @@ class TreeToAst(Transformer):
         return ("categories", {"categories": tuple(values)})
 
     def coupon_limit_member(self, meta, children):
-        return ("limit", {"per_member": int(children[0])})
+        return ("limit", {"per_member": self._int(children[0])})
 
     def coupon_limit_total(self, meta, children):
-        return ("total", {"total": int(children[0])})
+        return ("total", {"total": self._int(children[0])})
 
     # -------------------------------------------------------------- triggers
 
@@ -491,7 +527,7 @@ class TreeToAst(Transformer):
         return ("weekly", self._ident(children[0]))
 
     def monthly(self, meta, children):
-        return ("monthly", int(children[0]))
+        return ("monthly", self._int(children[0]))
 
     # -------------------------------------------------------------- declarations
 
@@ -550,10 +586,10 @@ class TreeToAst(Transformer):
         return self._binary(meta, "not in", children[0], children[1])
 
     def number(self, meta, children):
-        return ast.Literal(Decimal(str(children[0])), "number", self._span(meta))
+        return ast.Literal(self._decimal(children[0], str(children[0])), "number", self._span(meta))
 
     def percent(self, meta, children):
-        return ast.Literal(Decimal(str(children[0])[:-1]) / 100, "percent", self._span(meta))
+        return ast.Literal(self._decimal(children[0], str(children[0])[:-1]) / 100, "percent", self._span(meta))
 
     def string(self, meta, children):
         return ast.Literal(unquote(children[0]), "text", self._span(meta))
