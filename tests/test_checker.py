@@ -128,3 +128,20 @@ def test_a_file_saved_with_a_byte_order_mark_reads_like_one_without(tmp_path):
         (d.line, d.column, d.message) for d in check_program(plain).errors
     ]
     assert errors[0].message == "unknown name 'net_amont'"
+
+
+def test_include_stays_inside_the_program_folder(tmp_path):
+    from loyalty_engine.program import check_program, load_program
+
+    (tmp_path / "secret.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    shop = tmp_path / "shop"
+    (shop / "campaigns").mkdir(parents=True)
+    (shop / "campaigns" / "summer.loy").write_text('rule "Summer" on purchase { award 5 points }\n')
+    header = 'program "T" { currency CNY timezone "Asia/Shanghai" }\n'
+    (shop / "main.loy").write_text(header + 'include "campaigns/summer.loy"\n')
+    assert load_program(shop / "main.loy").code.events  # a folder below is fine
+    for where in ("../secret.txt", str(tmp_path / "secret.txt"), "campaigns/../../secret.txt"):
+        result = check_program(shop / "main.loy", text=header + f'include "{where}"\n')
+        assert [d.message for d in result.errors] == [f"include '{where}' is outside the program's folder"]
+        rendered = "\n".join(d.render() for d in result.diagnostics)
+        assert "root:x" not in rendered and f"{shop}" in result.errors[0].hint

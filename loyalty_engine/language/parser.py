@@ -60,6 +60,7 @@ def load_files(entry: str, reporter: Reporter, text: str | None = None) -> list[
     """Parse ``entry`` and every file it includes (each once), in include order."""
     modules: list[ast.Module] = []
     seen: set[str] = set()
+    root = FsPath(entry).resolve().parent  # included files stay in the main file's folder (or below it)
     pending: list[tuple[str, str | None, ast.Span | None]] = [(entry, text, None)]
     while pending:
         path, given_text, included_at = pending.pop(0)
@@ -79,7 +80,15 @@ def load_files(entry: str, reporter: Reporter, text: str | None = None) -> list[
         base = FsPath(path).parent
         for item in module.items:
             if isinstance(item, ast.Include):
-                pending.append((str(base / item.path), None, item.span))
+                target = base / item.path
+                if not target.resolve().is_relative_to(root):
+                    reporter.error(
+                        item.span,
+                        f"include '{item.path}' is outside the program's folder",
+                        f"keep the included files in {root} or a folder below it",
+                    )
+                    continue
+                pending.append((str(target), None, item.span))
     return modules
 
 
