@@ -368,7 +368,18 @@ def _typed(value: Any, wanted: str | None):
     return value
 
 
+def aware_moment(value: Any, what: str = "operation") -> dt.datetime:
+    """``value`` if it is a timezone-aware datetime; otherwise an InputError on ``at``."""
+    if not isinstance(value, dt.datetime):
+        raise InputError([("at", f"must be a timezone-aware datetime, not {type(value).__name__}")], what)
+    if value.utcoffset() is None:
+        raise InputError([("at", "must be timezone-aware")], what)
+    return value
+
+
 def structure_member(data: Any, attribute_types: dict[str, str] | None = None) -> Member:
+    if not isinstance(data, dict):
+        raise InputError([("", f"expected a JSON object for the member, got {type(data).__name__}")], "member")
     member = _structure(_without(data, "attributes"), Member, "member")
     attrs_in = data.get("attributes") or {}
     if not isinstance(attrs_in, dict):

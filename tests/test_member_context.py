@@ -3,6 +3,8 @@
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+
 from loyalty_engine.program import load_program
 from loyalty_engine.service.engine import Engine
 from loyalty_engine.service.history import MemberStats
@@ -48,12 +50,8 @@ def test_member_stats_is_a_read_only_mapping_of_what_it_holds():
     assert dict(stats) == {"spend:w": Decimal("12.5"), "visits:w": Decimal(2), "purchases:lifetime": Decimal(7)}
     assert len(stats) == 3 and stats["purchases:lifetime"] == 7
     assert MemberStats(where, [], {}).get("spend:w", Decimal(0)) == 0  # a member the store has not seen
-    try:
+    with pytest.raises(KeyError):
         stats["refunds:w"]
-    except KeyError:
-        pass
-    else:
-        raise AssertionError("a missing statistic must raise KeyError")
 
 
 def test_balance_maps_decode_with_or_without_the_store_own_formatting():

@@ -984,10 +984,15 @@ _NN_ITEM = frozenset({"quantity", "unit_price", "discount", "amount"})
 
 def flatten_and(expr) -> list:
     """The conjuncts of ``a and b and c``, without recursion."""
+    return flatten(expr, "and")
+
+
+def flatten(expr, op: str) -> list:
+    """The operands of a chain of one operator (``a or b or c``), left to right, without recursion."""
     out, stack = [], [expr]
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.Binary) and node.op == "and":
+        if isinstance(node, ast.Binary) and node.op == op:
             stack.append(node.right)
             stack.append(node.left)
         else:

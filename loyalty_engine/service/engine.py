@@ -26,7 +26,7 @@ from ..plugins import Plugins, get_plugins
 from ..program import Program, load_program
 from ..store.base import MemberRecord, Store, StoredEvent
 from ..store.sqlite import SQLiteStore
-from ..wire import canonical_json, event_and_payload, structure_event, structure_member
+from ..wire import aware_moment, canonical_json, event_and_payload, structure_event, structure_member
 from . import coupons as coupon_ops
 from . import points as points_ops
 from .apply import Applier
@@ -40,11 +40,10 @@ ZERO = Decimal(0)
 TRANSIENT_REFUSALS = frozenset({"coupon_reserved"})
 
 
-def _as_dict(event) -> dict:
-    """A copy of a JSON event; anything but a mapping is refused as the input error it is."""
-    if not isinstance(event, Mapping):
-        raise InputError([("", f"expected a JSON object for the event, got {type(event).__name__}")], "event")
-    return dict(event)
+def _as_dict(event):
+    """A copy of a JSON event to take apart; anything but a mapping goes on as it is, for the wire format
+    to refuse as the input error it is."""
+    return dict(event) if isinstance(event, Mapping) else event
 
 
 def utc_now() -> dt.datetime:
@@ -423,12 +422,7 @@ class Engine:
 
     def when(self, at: dt.datetime | None) -> dt.datetime:
         """``at``, or now from the engine's clock; always timezone-aware."""
-        at = at or self.clock()
-        if not isinstance(at, dt.datetime):
-            raise InputError([("at", f"must be a timezone-aware datetime, not {type(at).__name__}")], "operation")
-        if at.utcoffset() is None:
-            raise InputError([("at", "must be timezone-aware")], "operation")
-        return at
+        return aware_moment(at or self.clock())
 
     # -------------------------------------------------------------- coupons
 
@@ -467,10 +461,7 @@ class Engine:
     def upsert_member(self, member: Member | Mapping[str, Any], at: dt.datetime | None = None) -> MemberRecord:
         """Create a member or update their details (name, birthday, contact, attributes)."""
         if not isinstance(member, Member):
-            if not isinstance(member, Mapping):
-                got = type(member).__name__
-                raise InputError([("", f"expected a JSON object for the member, got {got}")], "member")
-            member = structure_member(dict(member), self.program.checked.schema.member_attributes)
+            member = structure_member(_as_dict(member), self.program.checked.schema.member_attributes)
         at = self.when(at)
         with self.store.transaction():
             record = self.store.load_member(member.id)

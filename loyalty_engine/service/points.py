@@ -13,6 +13,7 @@ import json
 from decimal import Decimal
 
 from ..errors import InputError, RefusedError
+from ..wire import aware_moment
 from .history import lot_expiry
 from .results import Result
 
@@ -25,11 +26,8 @@ def _op_payload(kind: str, **fields) -> str:
         k: (format(v.normalize(), "f") if isinstance(v, Decimal) else v) for k, v in fields.items() if v is not None
     }
     data["kind"] = kind
-    at = data.get("at")
-    if at is not None and not isinstance(at, dt.datetime):
-        raise InputError([("at", f"must be a timezone-aware datetime, not {type(at).__name__}")], "operation")
-    if at is not None:
-        data["at"] = at.isoformat()
+    if data.get("at") is not None:
+        data["at"] = aware_moment(data["at"]).isoformat()
     return json.dumps(data, sort_keys=True, ensure_ascii=False)
 
 

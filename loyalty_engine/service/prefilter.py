@@ -20,16 +20,18 @@ compiled condition decides it, as without the filter.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from decimal import Decimal
 
 from ..engine.runtime import monthly_due
 from ..language import ast
-from ..language.checker import flatten_and
+from ..language.checker import flatten, flatten_and
 from ..language.schema import WEEKDAYS
 from ..program import Program
 from ..store.filters import DATE_FACTS, AllOf, AnyOf, BirthdayOn, DateRange, ExpiringBy, MemberFilter, Predicate, TierIn
 
 FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
+COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 
 # ------------------------------------------------------------------ reading the triggers
@@ -63,7 +65,7 @@ class TriggerFilter:
             known = [p for p in (self.predicate(c, day) for c in flatten_and(expr)) if p is not None]
             return None if not known else known[0] if len(known) == 1 else AllOf(tuple(known))
         if isinstance(expr, ast.Binary) and expr.op == "or":
-            sides = [self.predicate(side, day) for side in _flatten_or(expr)]
+            sides = [self.predicate(side, day) for side in flatten(expr, "or")]
             return None if any(s is None for s in sides) else AnyOf(tuple(sides))
         if isinstance(expr, ast.Call):
             return self._call(expr, day)
@@ -114,7 +116,7 @@ class TriggerFilter:
             }[op]
             return _days_range(fact, sign, low, high, day)
         expiring = self._expiring(left, day)
-        if expiring is not None and not _holds(Decimal(0), op, bound):  # a member with nothing expiring fails it
+        if expiring is not None and not COMPARE[op](0, bound):  # a member with nothing expiring fails it
             return expiring
         return None
 
@@ -142,18 +144,6 @@ def _due(trigger: ast.Trigger, day: dt.date) -> bool:
     if trigger.schedule == "monthly" and trigger.schedule_arg is not None:
         return monthly_due(day, int(trigger.schedule_arg))
     return True
-
-
-def _flatten_or(expr) -> list:
-    out, stack = [], [expr]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Binary) and node.op == "or":
-            stack.append(node.right)
-            stack.append(node.left)
-        else:
-            out.append(node)
-    return out
 
 
 def _member_path(expr) -> str | None:
@@ -199,16 +189,6 @@ def _days_range(fact: str, sign: int, low: int | None, high: int | None, day: dt
     if sign < 0:
         return DateRange(fact, at(high), at(low))
     return DateRange(fact, at(low), at(high))
-
-
-def _holds(value: Decimal, op: str, bound: int) -> bool:
-    return {
-        "<": value < bound,
-        "<=": value <= bound,
-        ">": value > bound,
-        ">=": value >= bound,
-        "==": value == bound,
-    }[op]
 
 
 def _expiry_follows_activity(policy) -> bool:

@@ -259,10 +259,13 @@ def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progr
     if done:
         report.already_done = True
         return
-    fetch = _member_pages(engine, day)
+    member_filter = _member_filter(engine, day)
     while True:
         with store.transaction():
-            records = fetch(last)
+            if member_filter is None:
+                records = store.iter_members(last, CHUNK)
+            else:
+                records = store.iter_members_matching(member_filter, last, CHUNK)
             contexts = engine.context.build_many(records, day)
             for record, context in zip(records, contexts):
                 raw = evaluate(context, at)  # most members fire nothing: build an Outcome only for those who do
@@ -288,25 +291,13 @@ def run_triggers(engine, day: dt.date, at: dt.datetime, report: DayReport, progr
             progress(len(records))
         if len(records) < CHUNK:
             break
-    if fetch.filtered:
+    if member_filter is not None:
         report.members_skipped = max(0, store.count_members() - report.members_checked)
 
 
-def _member_pages(engine, day: dt.date):
-    """``fetch(after)``: the next page of members to evaluate the triggers for, in id order.
-
-    Only the members the day's due triggers can fire for, when the store can select
-    them (see :mod:`.prefilter`); otherwise every member.
-    """
-    store = engine.store
-    member_filter = None
-    if engine.trigger_prefilter and hasattr(store, "iter_members_matching"):
-        member_filter = engine.trigger_filter.for_day(day)
-
-    def fetch(after):
-        if member_filter is None:
-            return store.iter_members(after, CHUNK)
-        return store.iter_members_matching(member_filter, after, CHUNK)
-
-    fetch.filtered = member_filter is not None
-    return fetch
+def _member_filter(engine, day: dt.date):
+    """Which members the day's due triggers can fire for (see :mod:`.prefilter`); None: every member
+    (the store cannot select them, the engine was told not to, or some due trigger can fire for anyone)."""
+    if engine.trigger_prefilter and hasattr(engine.store, "iter_members_matching"):
+        return engine.trigger_filter.for_day(day)
+    return None

@@ -145,22 +145,12 @@ def _predicate_sql(p) -> tuple[str, list]:
         return joiner.join(f"({sql})" for sql, _ in parts), [v for _, values in parts for v in values]
     if isinstance(p, pf.DateRange):
         column = _DATE_COLUMNS[p.fact]
-        sql, params = [f"{column} IS NOT NULL"], []
         if p.timestamp:  # a timestamp's local date is within a day of its UTC date: a day of slack either side
-            if p.low is not None:
-                sql.append(f"julianday({column}) >= julianday(?) - 1")
-                params.append(p.low.isoformat())
-            if p.high is not None:
-                sql.append(f"julianday({column}) < julianday(?) + 2")
-                params.append(p.high.isoformat())
-        else:
-            if p.low is not None:
-                sql.append(f"{column} >= ?")
-                params.append(p.low.isoformat())
-            if p.high is not None:
-                sql.append(f"{column} <= ?")
-                params.append(p.high.isoformat())
-        return " AND ".join(sql), params
+            low, high = f"julianday({column}) >= julianday(?) - 1", f"julianday({column}) < julianday(?) + 2"
+        else:  # ISO dates compare as text
+            low, high = f"{column} >= ?", f"{column} <= ?"
+        bounds = [(sql, day.isoformat()) for sql, day in ((low, p.low), (high, p.high)) if day is not None]
+        return " AND ".join([f"{column} IS NOT NULL", *(sql for sql, _ in bounds)]), [v for _, v in bounds]
     if isinstance(p, pf.TierIn):
         return f"tier IN ({', '.join('?' * len(p.tiers))})", list(p.tiers)
     if isinstance(p, pf.BirthdayOn):
