@@ -39,6 +39,45 @@ def test_syntax_errors_in_several_declarations_are_all_reported():
     assert messages[1][0] == 3 and messages[1][2] == "to compare, write '=='"
 
 
+def test_error_recovery_reads_each_part_of_the_file_about_twice(monkeypatch):
+    """After each syntax error the checker used to parse the whole file again: 20 errors in a 150 KiB
+    program were 20 full parses (5 s). Now it goes on from the next declaration, and the good
+    declarations are all kept: the duplicate of a rule between two broken ones is still found."""
+    from lark.exceptions import UnexpectedInput
+
+    from loyalty_engine.language import parser
+
+    rules = [f'rule "R{i}" on purchase when net_amount >= {i} {{ award 1 point }}\n' for i in range(200)]
+    for i in range(5, 190, 10):  # 19 broken rules (at 20 the checker stops)
+        rules[i] = rules[i].replace(" when ", " when when ")
+    rules[100] = rules[100].replace('"R100"', '"R99"')  # between the broken R95 and R105
+    text = HEADER + "".join(rules)
+    read = []
+    real = parser.grammar()
+
+    class Counting:
+        def parse(self, source, start):  # counts what Lark read: up to the error, or all
+            try:
+                tree = real.parse(source, start=start)
+            except UnexpectedInput as exc:
+                source = source[: parser._offset_of(exc, source)]
+                raise
+            finally:
+                read.append(len(source) - source.count(" ") - source.count("\n"))
+            return tree
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(parser, "grammar", lambda: Counting())
+    result = check(text)
+    syntax = [d.line for d in result.errors if d.message.startswith("unexpected")]
+    assert syntax == [i + 2 for i in range(5, 190, 10)]
+    assert [d.line for d in result.diagnostics if "duplicate rule name 'R99'" in d.message] == [102]
+    whole = len(text) - text.count(" ") - text.count("\n")
+    assert sum(read) <= 2.2 * whole, (sum(read) / whole, len(read))
+
+
 def test_unclosed_brace_names_the_fix():
     result = check(HEADER + 'rule "A" on purchase { award 1 point\n')
     assert result.errors[0].hint == "a '{' is not closed: add the missing '}'"
