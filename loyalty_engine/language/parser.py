@@ -22,6 +22,9 @@ from .transform import TreeToAst, number_too_long
 
 MAX_FILE_BYTES = 1_048_576
 MAX_NESTING = 60
+MAX_TREE_DEPTH = (
+    150  # a chain of "or" / "and" / "+" adds a level per term; the generated Python nests at most 200 parentheses
+)
 MAX_SYNTAX_ERRORS = 20
 MAX_PERIOD_DAYS = 36_525  # 100 years: a longer period runs past the last date the calendar can hold
 _NUMBER_TOKENS = {"NUMBER": "", "INT": "", "SIGNED_INT_T": "", "PERCENT": "%", "MULT": "x"}
@@ -133,7 +136,14 @@ def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
             "split the program into several files joined with 'include'",
         )
         return None
-    tree = _parse_recovering(_replace_surrogates(text, path, reporter), path, reporter)
+    text = _replace_surrogates(text, path, reporter)
+    deep = _too_deep(text)
+    if deep is not None:  # refused before Lark builds a tree thousands of levels deep (0.5 s for 20,000)
+        line = text.count("\n", 0, deep) + 1
+        column = deep - (text.rfind("\n", 0, deep) + 1) + 1
+        _report_too_deep(ast.Span(path, line, column, line, column + 1), reporter)
+        return None
+    tree = _parse_recovering(text, path, reporter)
     if tree is None:
         return None
     if not _check_depth(tree, path, reporter):
@@ -172,6 +182,10 @@ def _replace_surrogates(text: str, path: str, reporter: Reporter) -> str:
 
 def _template_expr_parser(path: str, reporter: Reporter):
     def parse_placeholder(text: str, line: int, column: int):
+        deep = _too_deep(text)
+        if deep is not None:
+            _report_too_deep(ast.Span(path, line, column + deep, line, column + deep + 1), reporter)
+            return None
         try:
             tree = grammar().parse(text, start="expr")
         except UnexpectedInput as exc:
@@ -287,24 +301,62 @@ def _at_depth_zero(text: str, offsets: Iterable[int], lo: int = 0) -> Iterator[i
             yield offset
 
 
+_CHAINS = frozenset({"or_op", "and_op", "arith"})  # left-nested chains of one operator
+
+# Brackets, and the strings and comments whose brackets do not count.
+_BRACKETS = re.compile(r'#[^\n]*|"(?:\\[\s\S]|[^"\\\n])*"?|[(\[]|[)\]]')
+
+
+def _too_deep(text: str) -> int | None:
+    """Where a bracket opens more than MAX_NESTING levels (so the tree would be deeper still), or None."""
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token in "([":
+            depth += 1
+            if depth > MAX_NESTING:
+                return match.start()
+        elif token in ")]":
+            depth = max(0, depth - 1)
+    return None
+
+
+def _report_too_deep(span: ast.Span, reporter: Reporter) -> None:
+    reporter.error(
+        span,
+        f"expression nested too deeply (more than {MAX_NESTING} levels)",
+        "split the condition into simpler parts or several rules",
+    )
+
+
 def _check_depth(tree: Tree, path: str, reporter: Reporter) -> bool:
-    """Refuse trees nested deeper than MAX_NESTING, without recursing."""
-    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    """Refuse trees nested deeper than MAX_NESTING, or deeper than MAX_TREE_DEPTH in all, without recursing.
+
+    A chain of one operator (``a or b or c``, ``x + y + z``) is one level of nesting however long it is,
+    so that a list of 80 stores joined with ``or`` is not "nested"; the tree it makes is still one level
+    deeper per term, which the overall limit keeps within what the recursive passes can walk.
+    """
+    stack: list[tuple[Tree, int, int]] = [(tree, 1, 1)]
     while stack:
-        node, depth = stack.pop()
-        if depth > MAX_NESTING:
+        node, nesting, depth = stack.pop()
+        if nesting > MAX_NESTING or depth > MAX_TREE_DEPTH:
             meta = node.meta
             line = getattr(meta, "line", 1)
             col = getattr(meta, "column", 1)
-            reporter.error(
-                ast.Span(path, line, col, line, col + 1),
-                f"expression nested too deeply (more than {MAX_NESTING} levels)",
-                "split the condition into simpler parts or several rules",
-            )
+            span = ast.Span(path, line, col, line, col + 1)
+            if nesting > MAX_NESTING:
+                _report_too_deep(span, reporter)
+            else:
+                reporter.error(
+                    span,
+                    f"expression too long: more than about {MAX_TREE_DEPTH - 10} terms joined by operators",
+                    'to test one value against many, write e.g. store in ["S1", "S2"]; or split the rule',
+                )
             return False
-        for child in node.children:
+        for i, child in enumerate(node.children):
             if isinstance(child, Tree):
-                stack.append((child, depth + 1))
+                chained = i == 0 and child.data == node.data and node.data in _CHAINS
+                stack.append((child, nesting if chained else nesting + 1, depth + 1))
     return True
 
 
