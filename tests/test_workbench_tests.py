@@ -288,3 +288,22 @@ def test_json_results_for_ci_tools(shop):
     broken = write(shop, "examples: {oops\n", "broken.test.yaml")
     data = json.loads(run(str(broken), "--json").output)
     assert data["results"][0]["kind"] == "file" and "not valid YAML" in data["results"][0]["errors"][0]["message"]
+
+
+def test_a_program_given_instead_of_its_test_file_runs_the_tests_beside_it(shop):
+    write(
+        shop,
+        "examples:\n  - name: big\n    events:\n"
+        '      - {type: purchase, at: "2026-03-02T12:00:00+08:00", amount: "150"}\n'
+        "    expect: {points: 200}\n",
+    )
+    result = run(str(shop / "shop.loy"), "--no-invariants")
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output and "1 passed" in result.output
+
+
+def test_a_program_without_a_test_file_says_where_to_write_one(shop):
+    result = run(str(shop / "shop.loy"))
+    assert result.exit_code == 1
+    assert "shop.test.yaml:1:1: error: no such test file" in result.output
+    assert "hint: write the examples for shop.loy in shop.test.yaml, beside it" in result.output

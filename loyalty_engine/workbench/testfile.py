@@ -262,6 +262,14 @@ def read_test_file(path: str | Path, text: str | None = None) -> TestFile:
     if text is None:
         try:
             text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            program = path.with_name(path.name.removesuffix(SUFFIX) + ".loy")
+            hint = (
+                f"write the examples for {program.name} in {path.name}, beside it (see docs/workbench.md)"
+                if program.exists()
+                else None
+            )
+            raise TestFileError([Diagnostic("error", "no such test file", str(path), 1, 1, hint=hint)]) from exc
         except (OSError, UnicodeDecodeError) as exc:
             raise TestFileError([Diagnostic("error", f"cannot read the test file: {exc}", str(path), 1, 1)]) from exc
     reader = _Reader(path, text)
@@ -447,7 +455,8 @@ def _invariants(reader: _Reader, raw: Any, line: int) -> Invariants | None:
 
 
 def discover(paths: list[Path]) -> list[Path]:
-    """Test files among ``paths``: files as given, directories searched for ``*.test.yaml``."""
+    """Test files among ``paths``: test files as given, a program (``*.loy``) by its test file beside it,
+    directories searched for ``*.test.yaml``."""
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -458,6 +467,8 @@ def discover(paths: list[Path]) -> list[Path]:
                     if not any(part.startswith(".") or part in SKIPPED for part in f.relative_to(p).parts[:-1])
                 )
             )
+        elif p.name.endswith(".loy"):
+            found.append(test_file_for(p))
         else:
             found.append(p)
     return found
