@@ -188,10 +188,11 @@ def member(member_id: str, db: Path, program: Path | None, as_json: bool):
     out.print(table)
     if view.tier is not None:
         t = view.tier
-        progress = f"{_num(t.needed)} {t.metric} more for {t.next_tier}" if t.next_tier else "top tier"
+        progress = f"{_num(t.needed)} more {t.metric} for {t.next_tier}" if t.next_tier else "top tier"
+        review = f", review {t.review}" if t.review else ""
         grace = f", grace until {t.grace_until}" if t.grace_until else ""
         out.print(
-            f"tier: [bold]{t.name}[/bold] since {t.since}, review {t.review}{grace}; "
+            f"tier: [bold]{t.name}[/bold] since {t.since}{review}{grace}; "
             f"{t.metric} over {t.window}: {_num(t.value)} ({progress})"
         )
     for reward, units in view.rewards.items():

@@ -501,6 +501,8 @@ def _hint_for_token(token: Token, expected: set[str], text: str) -> str | None:
         return "the previous declaration is missing its closing '}'"
     if token.type == "NAME" and value in ("AND", "OR", "NOT", "And", "Or", "Not"):
         return f"logical operators are written in lower case: '{value.lower()}'"
+    if value == "." and expected == {"WHERE"} and re.search(r"\b(any|all|count)\s+items?\s*$", text[:start]):
+        return "the condition on each line follows 'where': any item where category == \"coffee\""
     if token.type == "COMP_OP" and "COMP_OP" not in expected:
         return "comparisons cannot be chained; join them with 'and'"
     if "NAME" in expected and token.type in ("NUMBER", "INT"):
