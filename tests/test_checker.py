@@ -184,3 +184,18 @@ def test_include_stays_inside_the_program_folder(tmp_path):
         assert [d.message for d in result.errors] == [f"include '{where}' is outside the program's folder"]
         rendered = "\n".join(d.render() for d in result.diagnostics)
         assert "root:x" not in rendered and f"{shop}" in result.errors[0].hint
+
+
+def test_brackets_nested_too_deeply_are_refused_before_parsing_and_the_rest_is_still_checked():
+    deep = "(" * 20_000 + "net_amount > 1" + ")" * 20_000
+    text = HEADER + (
+        f'rule "Deep" on purchase when {deep} {{ award 1 point }}\n'
+        'rule "Typo" on purchase when net_amont > 1 { award 1 point }\n'
+        'rule "Open" on purchase when (net_amount > 1 { award 1 point }\n'  # a ')' left out: a syntax error
+        'rule "Fine" on purchase when ((((net_amount > 1)))) { award 1 point }\n'
+    )
+    errors = [(d.line, d.column, d.message) for d in check(text).errors]
+    assert errors[0] == (2, 30 + 60, "expression nested too deeply (more than 60 levels)")
+    assert errors[1] == (3, 30, "unknown name 'net_amont'")
+    assert errors[2] == (4, 46, "unexpected '{'; expected ')'")
+    assert len(errors) == 3  # rule "Fine" checks clean

@@ -136,12 +136,8 @@ def parse_text(text: str, path: str, reporter: Reporter) -> ast.Module | None:
             "split the program into several files joined with 'include'",
         )
         return None
-    text = _replace_surrogates(text, path, reporter)
-    deep = _too_deep(text)
-    if deep is not None:  # refused before Lark builds a tree thousands of levels deep (0.5 s for 20,000)
-        line = text.count("\n", 0, deep) + 1
-        column = deep - (text.rfind("\n", 0, deep) + 1) + 1
-        _report_too_deep(ast.Span(path, line, column, line, column + 1), reporter)
+    text = _skip_too_deep(_replace_surrogates(text, path, reporter), path, reporter)
+    if text is None:
         return None
     tree = _parse_recovering(text, path, reporter)
     if tree is None:
@@ -274,9 +270,10 @@ def _declaration_at(text: str, offset: int, lo: int = 0) -> tuple[int, int] | No
     return begin, end
 
 
-# What decides whether a point is inside a declaration: comments, strings (which end at the line's
-# end when left open) and braces.
-_SCAN = re.compile(r'#[^\n]*|"(?:\\[\s\S]|[^"\\\n])*"?|[{}]')
+# Comments and strings (a string left open ends with its line): the brackets in them do not count.
+_COMMENT_OR_STRING = r'#[^\n]*|"(?:\\[\s\S]|[^"\\\n])*"?'
+# What decides whether a point is inside a declaration.
+_SCAN = re.compile(_COMMENT_OR_STRING + r"|[{}]")
 
 
 def _at_depth_zero(text: str, offsets: Iterable[int], lo: int = 0) -> Iterator[int]:
@@ -303,21 +300,44 @@ def _at_depth_zero(text: str, offsets: Iterable[int], lo: int = 0) -> Iterator[i
 
 _CHAINS = frozenset({"or_op", "and_op", "arith"})  # left-nested chains of one operator
 
-# Brackets, and the strings and comments whose brackets do not count.
-_BRACKETS = re.compile(r'#[^\n]*|"(?:\\[\s\S]|[^"\\\n])*"?|[(\[]|[)\]]')
+# What decides how deeply brackets nest.
+_BRACKETS = re.compile(_COMMENT_OR_STRING + r"|[(\[\]){}]")
 
 
 def _too_deep(text: str) -> int | None:
-    """Where a bracket opens more than MAX_NESTING levels (so the tree would be deeper still), or None."""
+    """Where a bracket opens more than MAX_NESTING levels (so the tree would be deeper still), or None.
+
+    No bracket stays open across a brace, so the count starts again at each: a ')' left out in one
+    rule is its own syntax error, not depth that adds up over the file.
+    """
     depth = 0
     for match in _BRACKETS.finditer(text):
         token = match.group()
-        if token in "([":
+        if token in "{}":
+            depth = 0
+        elif token in "([":
             depth += 1
             if depth > MAX_NESTING:
                 return match.start()
         elif token in ")]":
             depth = max(0, depth - 1)
+    return None
+
+
+def _skip_too_deep(text: str, path: str, reporter: Reporter) -> str | None:
+    """Report each declaration whose brackets nest too deeply and blank it, before Lark would build a tree
+    thousands of levels deep (0.5 s for 20,000); None if what is too deep is in no declaration."""
+    for _ in range(MAX_SYNTAX_ERRORS):
+        deep = _too_deep(text)
+        if deep is None:
+            return text
+        line = text.count("\n", 0, deep) + 1
+        column = deep - (text.rfind("\n", 0, deep) + 1) + 1
+        _report_too_deep(ast.Span(path, line, column, line, column + 1), reporter)
+        found = _declaration_at(text, deep)
+        if found is None:
+            return None
+        text = _blanked(text, *found)
     return None
 
 
@@ -476,8 +496,16 @@ def _report_syntax(exc: UnexpectedInput, text: str, path: str, reporter: Reporte
     reporter.error(span, message, hint)
 
 
+# Other spellings the language accepts ("max 1 per member", "rolling 12 months", "10% off") are not
+# offered in "expected ..." lists: the list names each thing once, in the words the reference uses.
+_SYNONYMS = frozenset({"MAX", "ROLLING"})
+
+
 def _expected_list(expected: list[str]) -> str:
-    names = [_describe_terminal(e) for e in expected if not e.startswith("__")]
+    shown = [e for e in expected if not e.startswith("__") and e not in _SYNONYMS]
+    if "NUMBER" not in shown and "INT" not in shown:  # a percentage with no number beside it: only "10% off"
+        shown = [e for e in shown if e != "PERCENT"]
+    names = [_describe_terminal(e) for e in shown]
     names = sorted(set(names))
     if not names:
         return ""
