@@ -371,7 +371,11 @@ def deliver(db: Path, program: Path | None, channels: tuple[str, ...], config_pa
         report = engine.deliver(senders)
     for line in report.errors:
         err.print(line, markup=False)
-    out.print(f"sent {report.sent}, will retry {report.retried}, dead-lettered {report.dead}")
+    from .service.outbox import MAX_AGE, duration_text
+
+    wait = duration_text(MAX_AGE)
+    stale = f" ({report.stale} older than the {wait} a message may wait, so not sent)" if report.stale else ""
+    out.print(f"sent {report.sent}, will retry {report.retried}, dead-lettered {report.dead}{stale}")
 
 
 # ------------------------------------------------------------------ demo

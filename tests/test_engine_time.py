@@ -490,7 +490,9 @@ def test_an_old_message_is_dead_lettered_at_its_next_failure():
     engine = with_messages(1)
     email = Recorder(fail=1)
     report = engine.deliver({"email": email}, now=NOW + dt.timedelta(days=8), max_age=dt.timedelta(days=7))
-    assert report.dead == 1 and email.sent == []
+    assert report.dead == report.stale == 1 and email.sent == []
+    (dead,) = engine.store.messages("dead")
+    assert dead.last_error == "not sent: older than 7 days"
 
 
 def test_a_channel_raising_any_exception_does_not_stop_the_others():

@@ -34,15 +34,32 @@ class PermanentDeliveryError(Exception):
     """Raised by a channel when a retry cannot help (no address, a 4xx answer): dead-lettered at once."""
 
 
+MAX_AGE = dt.timedelta(days=7)  # a message older than this when its turn comes is not sent
+
+
 @define
 class DeliveryReport:
     sent: int = 0
     retried: int = 0
     dead: int = 0
+    stale: int = 0  # of the dead: older than the maximum age when their turn came, so never tried
     errors: list[str] = field(factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sent": self.sent, "retried": self.retried, "dead": self.dead, "errors": self.errors[:20]}
+        return {
+            "sent": self.sent,
+            "retried": self.retried,
+            "dead": self.dead,
+            "stale": self.stale,
+            "errors": self.errors[:20],
+        }
+
+
+def duration_text(age: dt.timedelta) -> str:
+    """``7 days`` rather than ``7 days, 0:00:00``."""
+    if age.seconds == 0 and age.microseconds == 0:
+        return f"{age.days} day" + ("" if age.days == 1 else "s")
+    return str(age)
 
 
 def backoff(attempt: int, base: float = 30.0, cap: float = 6 * 3600.0, rng: random.Random | None = None) -> float:
@@ -59,7 +76,7 @@ def deliver(
     batch: int = 100,
     lease: dt.timedelta = dt.timedelta(minutes=5),
     max_attempts: int = 8,
-    max_age: dt.timedelta = dt.timedelta(days=7),
+    max_age: dt.timedelta = MAX_AGE,
     rng: random.Random | None = None,
 ) -> DeliveryReport:
     """Send every message that is due on a channel in ``channels``; others stay queued."""
@@ -74,8 +91,9 @@ def deliver(
             return report
         for message in messages:
             if now - message.created_at > max_age:  # a birthday greeting a week late does more harm than good
-                store.mark_failed(message.id, claim, f"not sent: older than {max_age}", None, True)
+                store.mark_failed(message.id, claim, f"not sent: older than {duration_text(max_age)}", None, True)
                 report.dead += 1
+                report.stale += 1
                 continue
             try:
                 channels[message.channel].send(message)
