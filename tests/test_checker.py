@@ -48,7 +48,7 @@ def test_error_recovery_reads_each_part_of_the_file_about_twice(monkeypatch):
     from loyalty_engine.language import parser
 
     rules = [f'rule "R{i}" on purchase when net_amount >= {i} {{ award 1 point }}\n' for i in range(200)]
-    for i in range(5, 190, 10):  # 19 broken rules (at 20 the checker stops)
+    for i in range(5, 200, 10):  # 20 broken rules: as many syntax errors as the checker reports
         rules[i] = rules[i].replace(" when ", " when when ")
     rules[100] = rules[100].replace('"R100"', '"R99"')  # between the broken R95 and R105
     text = HEADER + "".join(rules)
@@ -72,7 +72,7 @@ def test_error_recovery_reads_each_part_of_the_file_about_twice(monkeypatch):
     monkeypatch.setattr(parser, "grammar", lambda: Counting())
     result = check(text)
     syntax = [d.line for d in result.errors if d.message.startswith("unexpected")]
-    assert syntax == [i + 2 for i in range(5, 190, 10)]
+    assert syntax == [i + 2 for i in range(5, 200, 10)]
     assert [d.line for d in result.diagnostics if "duplicate rule name 'R99'" in d.message] == [102]
     whole = len(text) - text.count(" ") - text.count("\n")
     assert sum(read) <= 2.2 * whole, (sum(read) / whole, len(read))
@@ -199,3 +199,11 @@ def test_brackets_nested_too_deeply_are_refused_before_parsing_and_the_rest_is_s
     assert errors[1] == (3, 30, "unknown name 'net_amont'")
     assert errors[2] == (4, 46, "unexpected '{'; expected ')'")
     assert len(errors) == 3  # rule "Fine" checks clean
+
+
+def test_past_twenty_syntax_errors_the_checker_says_it_stopped():
+    rules = [f'rule "R{i}" on purchase when when net_amount >= {i} {{ award 1 point }}\n' for i in range(25)]
+    errors = check(HEADER + "".join(rules)).errors
+    assert len(errors) == 21 and all(e.message.startswith("unexpected") for e in errors[:20])
+    assert (errors[20].line, errors[20].column) == (22, 1)  # where rule R20 begins
+    assert errors[20].message == "checking stopped after 20 syntax errors; the rest of the file was not read"

@@ -210,12 +210,14 @@ def _parse_recovering(text: str, path: str, reporter: Reporter) -> Tree | None:
     """
     parts: list[Tree] = []
     done = 0  # text before this offset has been parsed into ``parts`` or skipped
-    for _ in range(MAX_SYNTAX_ERRORS):
+    for attempt in range(MAX_SYNTAX_ERRORS + 1):
         view = _blanked(text, 0, done)
         try:
             parts.append(grammar().parse(view, start="start"))
             return Tree("start", [child for part in parts for child in part.children])
         except UnexpectedInput as exc:
+            if attempt == MAX_SYNTAX_ERRORS:
+                break
             _report_syntax(exc, view, path, reporter)
             found = _declaration_at(view, _offset_of(exc, view), done)
             if found is None or found[1] <= done:
@@ -230,6 +232,13 @@ def _parse_recovering(text: str, path: str, reporter: Reporter) -> Tree | None:
                     text = _blanked(text, begin, end)
                     continue
             done = end
+    line = text.count("\n", 0, done) + 1
+    column = done - (text.rfind("\n", 0, done) + 1) + 1
+    reporter.error(
+        ast.Span(path, line, column, line, column + 1),
+        f"checking stopped after {MAX_SYNTAX_ERRORS} syntax errors; the rest of the file was not read",
+        "fix these and check again",
+    )
     return None
 
 
