@@ -51,15 +51,19 @@ def _vmhwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(program: str, folder: str) -> dict:
+def _child(program: str, folder: str, jobs: int = 1) -> dict:
+    import resource
+
     from loyalty_engine.program import load_program
     from loyalty_engine.simulate.replay import simulate
 
     prog = load_program(program)
     before = _vmhwm_mb()
     wall, cpu = time.perf_counter(), time.process_time()
-    figures = simulate(prog, Path(folder) / "events.jsonl", Path(folder) / "members.jsonl")
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    figures = simulate(prog, Path(folder) / "events.jsonl", Path(folder) / "members.jsonl", jobs=jobs)
+    wall = time.perf_counter() - wall
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the replay processes, with jobs > 1
+    cpu = time.process_time() - cpu + children.ru_utime + children.ru_stime
     events = sum(figures["events"]["applied"].values()) + figures["events"]["errors"]
     return {
         "events": events,
@@ -70,15 +74,22 @@ def _child(program: str, folder: str) -> dict:
         "events_per_cpu_s": round(events / cpu),
         "peak_mb": round(_vmhwm_mb(), 1),
         "before_mb": round(before, 1),
+        "jobs": jobs,
+        "replay": figures.get("replay"),
+        # the largest replay process's peak (Linux reports ru_maxrss in KiB); the parent's is peak_mb
+        "worker_peak_mb": round(children.ru_maxrss / 1024, 1) if jobs > 1 else None,
         "issued": figures["points"]["issued"],
         "triggers": figures["triggers"],
     }
 
 
-def run_one(program: Path, folder: Path) -> dict:
+def run_one(program: Path, folder: Path, jobs: int = 1) -> dict:
     """The replay in a fresh Python process (its memory is its own), which prints its figures as JSON."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child", str(program), str(folder)], capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--child", str(program), str(folder), str(jobs)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(done.stdout)
 
@@ -86,7 +97,7 @@ def run_one(program: Path, folder: Path) -> dict:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        print(json.dumps(_child(argv[1], argv[2])))
+        print(json.dumps(_child(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else 1)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=24_000)
@@ -97,6 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--jobs", type=int, default=1, help="replay processes (simulate(jobs=N)); default 1")
     args = parser.parse_args(argv)
     if args.quick:
         args.members = 1_000
@@ -112,7 +124,7 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             counts = generate_history(folder, members=args.members, months=months, seed=args.seed, program=program)
             generated = time.perf_counter() - t
-            result = run_one(args.program, folder)
+            result = run_one(args.program, folder, args.jobs)
             result.update(label=label, months=months, generate_s=round(generated, 1), counts=counts)
             results.append(result)
             if not args.json:
@@ -120,7 +132,14 @@ def main(argv=None) -> int:
                     f"{label}: {result['events']:,} events, {result['members']:,} members, {months} month(s) "
                     f"(generated in {generated:.1f} s): replay {result['wall_s']} s wall, {result['cpu_s']} s CPU = "
                     f"{result['events_per_s']:,} events/s ({result['events_per_cpu_s']:,} per CPU second); "
-                    f"peak RSS {result['peak_mb']} MB (after loading: {result['before_mb']} MB)",
+                    f"peak RSS {result['peak_mb']} MB (after loading: {result['before_mb']} MB)"
+                    + (
+                        f"; {args.jobs} processes asked for, {result['replay']['processes']} used"
+                        + (f" ({result['replay']['note']})" if result["replay"]["note"] else "")
+                        + f", largest replay process {result['worker_peak_mb']} MB"
+                        if args.jobs > 1
+                        else ""
+                    ),
                     flush=True,
                 )
     finally:

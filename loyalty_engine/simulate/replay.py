@@ -307,10 +307,17 @@ class Replay:
     def local_day(self, at: dt.datetime) -> dt.date:
         return at.astimezone(self.tz).date()
 
-    def add_members(self, path: str | Path, at: dt.datetime) -> None:
-        """Create the members of a ``loyalty import-members`` file (JSONL or CSV): details, tier, opening balances."""
+    def add_members(self, path: str | Path, at: dt.datetime, owns: Callable[[str | None], bool] | None = None) -> None:
+        """Create the members of a ``loyalty import-members`` file (JSONL or CSV): details, tier, opening balances.
+
+        ``owns(member id or None)`` picks the rows this replay takes (all by default).
+        """
         tally = self.tally
         for number, row, problem in read_rows(Path(path)):
+            if owns is not None:
+                member = row.get("id") if problem is None else None
+                if not owns(member if isinstance(member, str) and member else None):
+                    continue
             if problem is None:
                 try:
                     import_row(self.engine, {k: v for k, v in row.items() if k not in ("type", "at")}, at)
@@ -385,8 +392,23 @@ def simulate(
     end: dt.date | None = None,
     point_value: Decimal = Decimal("0.01"),
     progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> dict:
-    """Replay ``events`` (and ``members``) through ``program``; returns the figures (see :mod:`.report`)."""
+    """Replay ``events`` (and ``members``) through ``program``; returns the figures (see :mod:`.report`).
+
+    With ``jobs`` above 1 the members are split over that many processes (see :mod:`.parallel`);
+    the figures are the same, and ``figures["replay"]`` says how the replay ran.
+    """
+    how = None
+    if jobs > 1:
+        from .parallel import simulate_split
+
+        figures, how = simulate_split(
+            program, events, members, jobs=jobs, start=start, end=end, point_value=point_value, progress=progress
+        )
+        if figures is not None:
+            figures["replay"] = {"processes": jobs, "note": None}
+            return figures
     replay = Replay(program, count_references(events), point_value)
     tz = replay.tz
     if members is not None:
@@ -397,16 +419,24 @@ def simulate(
     for number, data, problem in read_history(events):
         if progress is not None:
             progress(number)
-        if problem is not None:
-            replay.tally.error("events", number, problem)
-            continue
-        if start is not None or end is not None:
-            day = _day_of(data, tz)
-            if day is not None and ((start and day < start) or (end and day > end)):
-                replay.tally.outside += 1
-                continue
-        replay.feed(number, data)
-    return replay.finish(end)
+        run_line(replay, number, data, problem, start, end)
+    figures = replay.finish(end)
+    if how is not None:
+        figures["replay"] = {"processes": 1, "note": f"replayed in one process: {how}"}
+    return figures
+
+
+def run_line(replay: Replay, number: int, data: Any, problem: str | None, start, end) -> None:
+    """One line of the history: counted as bad, as outside ``start``-``end``, or replayed."""
+    if problem is not None:
+        replay.tally.error("events", number, problem)
+        return
+    if start is not None or end is not None:
+        day = _day_of(data, replay.tz)
+        if day is not None and ((start and day < start) or (end and day > end)):
+            replay.tally.outside += 1
+            return
+    replay.feed(number, data)
 
 
 def _day_of(data, tz) -> dt.date | None:

@@ -161,8 +161,99 @@ class Tally:
     # -------------------------------------------------------------- the figures
 
     def figures(self, store) -> dict[str, Any]:
+        self.close(store)
+        return self.summary(member_summaries(store))
+
+    def close(self, store) -> None:
+        """The last day's snapshot, once the replay is over."""
         if self.last is not None and (not self.snapshots or self.snapshots[-1]["day"] != self.last.isoformat()):
             self.snapshot(self.last, store)
+
+    # -------------------------------------------------------------- replays of parts of the members, merged
+
+    _SUMS = ("kinds", "rule_points", "rule_reversed", "member_earned")
+    _COUNTERS = ("rule_hits", "fired", "types", "refused")
+    _COUNTS = ("upgrades", "downgrades", "messages", "errors", "members_loaded", "skipped", "outside")
+
+    def state(self) -> dict[str, Any]:
+        """What this tally counted, as plain data (picklable), for :meth:`absorb`."""
+        names = (*self._SUMS, *self._COUNTERS, *self._COUNTS)
+        out = {name: getattr(self, name) for name in names}
+        out.update(
+            month_kinds=self.month_kinds,
+            coupons=self.coupons,
+            tier_months=self.tier_months,
+            rewards=self.rewards,
+            outstanding=self.outstanding,
+            error_lines=self.error_lines,
+            first=self.first,
+            last=self.last,
+            snapshots=self.snapshots,
+        )
+        return out
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Add what a replay of other members counted (their events, their days), as if one replay had."""
+        for name in self._SUMS:
+            mine = getattr(self, name)
+            for key, value in state[name].items():
+                mine[key] = mine.get(key, ZERO) + value
+        for name in self._COUNTERS:
+            getattr(self, name).update(state[name])
+        for name in self._COUNTS:
+            setattr(self, name, getattr(self, name) + state[name])
+        for month, kinds in state["month_kinds"].items():
+            mine = self.month_kinds.setdefault(month, {})
+            for kind, value in kinds.items():
+                mine[kind] = mine.get(kind, ZERO) + value
+        for name in ("coupons", "tier_months"):
+            mine = getattr(self, name)
+            for key, counter in state[name].items():
+                mine.setdefault(key, Counter()).update(counter)
+        for key, per in state["rewards"].items():
+            mine = self.rewards.setdefault(key, {"granted": ZERO, "reversed": ZERO, "count": 0})
+            for field_name, value in per.items():
+                mine[field_name] += value
+        self.outstanding += state["outstanding"]
+        self.first = min(d for d in (self.first, state["first"]) if d is not None) if state["first"] else self.first
+        self.last = max(d for d in (self.last, state["last"]) if d is not None) if state["last"] else self.last
+        self._absorb_snapshots(state["snapshots"])
+        self._absorb_errors(state["error_lines"])
+
+    def _absorb_snapshots(self, theirs: list[dict]) -> None:
+        days = {snap["day"]: snap for snap in self.snapshots}
+        for snap in theirs:
+            mine = days.get(snap["day"])
+            if mine is None:
+                days[snap["day"]] = {**snap, "tiers": dict(snap["tiers"])}
+                continue
+            mine["outstanding"] = _s(Decimal(mine["outstanding"]) + Decimal(snap["outstanding"]))
+            mine["members"] += snap["members"]
+            tiers = Counter(mine["tiers"])
+            tiers.update(snap["tiers"])
+            mine["tiers"] = dict(tiers)
+        self.snapshots = [days[day] for day in sorted(days)]
+
+    def _absorb_errors(self, theirs: list[dict]) -> None:
+        """Keep the lines one replay would have kept: in file order (members first), every bad line up to
+        MAX_ERRORS and the first five refusals of each kind."""
+        merged = sorted([*self.error_lines, *theirs], key=lambda e: (e["file"] != "members", e["line"]))
+        kept, refusals, others = [], Counter(), 0
+        for line in merged:
+            if line["code"]:
+                refusals[line["code"]] += 1
+                shown = refusals[line["code"]] <= 5
+            else:
+                others += 1
+                shown = others <= MAX_ERRORS
+            if shown:
+                kept.append(line)
+        self.error_lines = kept
+
+    # -------------------------------------------------------------- the figures
+
+    def summary(self, members: dict[str, tuple]) -> dict[str, Any]:
+        """The figures, given each member's ``(name, tier, points balance)`` at the end."""
         program = self.program
         points = {
             kind: -v if kind in ("redeem", "expire") else v for (b, kind), v in self.kinds.items() if b == "points"
@@ -184,7 +275,6 @@ class Tally:
                         "reversed": _s(-self.rule_reversed.get(name, ZERO)),
                     }
                 )
-        members = store.members
         top = sorted(self.member_earned.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
         months = []
         for month in sorted(set(self.month_kinds) | set(self.tier_months)):
@@ -201,7 +291,7 @@ class Tally:
                     "downgrades": changes["downgrades"],
                 }
             )
-        final_tiers = Counter(r.member.tier or "-" for r in members.values())
+        final_tiers = Counter(tier or "-" for _, tier, _ in members.values())
         return {
             "program": {
                 "name": program.name,
@@ -215,7 +305,7 @@ class Tally:
                 "days": (self.last - self.first).days + 1 if self.first and self.last else 0,
             },
             "events": {
-                "applied": dict(self.types),
+                "applied": dict(sorted(self.types.items(), key=lambda kv: (-kv[1], kv[0]))),  # the most first
                 "errors": self.errors,
                 "refused": dict(self.refused),
                 "error_lines": self.error_lines,
@@ -258,18 +348,22 @@ class Tally:
             "top_members": [
                 {
                     "member": m,
-                    "name": members[m].member.name if m in members else None,
+                    "name": members[m][0] if m in members else None,
                     "earned": _s(v),
-                    "balance": _s(members[m].balances.get("points", ZERO)) if m in members else "0",
-                    "tier": members[m].member.tier if m in members else None,
+                    "balance": _s(members[m][2]) if m in members else "0",
+                    "tier": members[m][1] if m in members else None,
                 }
                 for m, v in top
             ],
             "member_outcomes": {
-                m: (r.balances.get("points", ZERO), self.member_earned.get(m, ZERO), r.member.tier)
-                for m, r in members.items()
+                m: (points, self.member_earned.get(m, ZERO), tier) for m, (_, tier, points) in members.items()
             },
         }
+
+
+def member_summaries(store) -> dict[str, tuple]:
+    """Each member's ``(name, tier, points balance)``: what the figures read of the members at the end."""
+    return {m: (r.member.name, r.member.tier, r.balances.get("points", ZERO)) for m, r in store.members.items()}
 
 
 # ------------------------------------------------------------------ two programs, side by side
