@@ -83,8 +83,8 @@ class _Crossing:
             self.reason = f"line {number} redeems a coupon without naming its member"
         elif (name := referenced(data)) is not None:
             self.readers.append((number, name, member_of(data)))
-        elif data.get("id") in self.keep:
-            self.purchase_member.setdefault(data["id"], member_of(data))
+        elif isinstance(name := data.get("id"), str) and name in self.keep:
+            self.purchase_member.setdefault(name, member_of(data))
 
     def result(self) -> str | None:
         if self.reason is None:
