@@ -227,7 +227,9 @@ class _Limits:
     def check(self) -> None:
         for key, amount in self.budgets.items():
             if sum((p.get(key, ZERO) for p in self.peaks), ZERO) > amount:
-                raise _LimitReached(f"budget {key} could have run out")
+                kind, _, name = key.partition(":")
+                what = f"the budget of {kind} '{name}'" if name else f"budget {key}"
+                raise _LimitReached(f"{what} could have run out")
         for code, total in self.totals.items():
             if sum(c.get(code, 0) for c in self.counts) > total:
                 raise _LimitReached(f"coupon {code} could have reached its total of {total}")
