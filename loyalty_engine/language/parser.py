@@ -2,7 +2,7 @@
 
 Reports every syntax error of a file, not only the first: after an error the
 top-level declaration that holds it is blanked out (newlines kept, so positions
-stay true) and the file is parsed again.
+stay true) and parsing goes on from the next declaration.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from .transform import TreeToAst, number_too_long
 
 MAX_FILE_BYTES = 1_048_576
 MAX_NESTING = 60
-MAX_TREE_DEPTH = (
-    150  # a chain of "or" / "and" / "+" adds a level per term; the generated Python nests at most 200 parentheses
-)
+# A chain of "or" / "and" / "+" is one level of nesting but a tree level per term; the generated
+# Python nests at most 200 parentheses.
+MAX_TREE_DEPTH = 150
 MAX_SYNTAX_ERRORS = 20
 MAX_PERIOD_DAYS = 36_525  # 100 years: a longer period runs past the last date the calendar can hold
 _NUMBER_TOKENS = {"NUMBER": "", "INT": "", "SIGNED_INT_T": "", "PERCENT": "%", "MULT": "x"}
@@ -232,14 +232,19 @@ def _parse_recovering(text: str, path: str, reporter: Reporter) -> Tree | None:
                     text = _blanked(text, begin, end)
                     continue
             done = end
-    line = text.count("\n", 0, done) + 1
-    column = done - (text.rfind("\n", 0, done) + 1) + 1
     reporter.error(
-        ast.Span(path, line, column, line, column + 1),
+        _point(path, text, done),
         f"checking stopped after {MAX_SYNTAX_ERRORS} syntax errors; the rest of the file was not read",
         "fix these and check again",
     )
     return None
+
+
+def _point(path: str, text: str, offset: int) -> ast.Span:
+    """The one-character span at ``offset``, with lines counted as Lark counts them."""
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return ast.Span(path, line, column, line, column + 1)
 
 
 def _blanked(text: str, begin: int, end: int) -> str:
@@ -340,9 +345,7 @@ def _skip_too_deep(text: str, path: str, reporter: Reporter) -> str | None:
         deep = _too_deep(text)
         if deep is None:
             return text
-        line = text.count("\n", 0, deep) + 1
-        column = deep - (text.rfind("\n", 0, deep) + 1) + 1
-        _report_too_deep(ast.Span(path, line, column, line, column + 1), reporter)
+        _report_too_deep(_point(path, text, deep), reporter)
         found = _declaration_at(text, deep)
         if found is None:
             return None
