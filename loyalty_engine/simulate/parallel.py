@@ -23,6 +23,7 @@ import datetime as dt
 import multiprocessing
 import traceback
 import zlib
+import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal
 from multiprocessing.connection import wait
@@ -118,8 +119,10 @@ def _worker(conn, program: Program, keep, events, members, start, end, day0, mem
         budgets, totals = limits(program)
         counted = bool(budgets or totals)
         for seen, (number, data, problem) in enumerate(read_history(events), start=1):
-            if crossing is not None:
+            if crossing is not None and crossing.reason is None:
                 crossing.see(number, data)
+                if crossing.reason is not None:  # no use going on: one process will replay it all
+                    conn.send(("stop", crossing.reason))
             if owns(member_of(data) if problem is None else None):
                 run_line(replay, number, data, problem, start, end)
             if seen % PROGRESS_EVERY == 0:
@@ -157,7 +160,7 @@ def simulate_split(
     """Replay in ``jobs`` processes: ``(figures, how)``, or ``(None, why not)`` when one process must do it."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return None, "this platform cannot fork the processes"
-    tz = Replay(program).tz
+    tz = zoneinfo.ZoneInfo(program.timezone)
     keep = count_references(events)
     members_at = dt.datetime.combine(start or _first_day(events, tz) or dt.date.today(), dt.time(0), tz)
     day0 = start or _first_fed_day(events, tz, end)
@@ -180,7 +183,7 @@ def simulate_split(
             conn.send(end if end is not None else last)
         results = _collect(conns, "done", progress, watch)
         finished = True
-    except _LimitReached as exc:
+    except _Unsplittable as exc:
         return None, str(exc)
     finally:
         for proc in procs:
@@ -199,13 +202,13 @@ def simulate_split(
         summaries.update(theirs)
     try:
         watch.check()
-    except _LimitReached as exc:
+    except _Unsplittable as exc:
         return None, str(exc)
     return tally.summary(summaries), f"{jobs} processes"
 
 
-class _LimitReached(Exception):
-    pass
+class _Unsplittable(Exception):
+    """Why the history must be replayed in one process, found while the processes ran."""
 
 
 class _Limits:
@@ -229,10 +232,10 @@ class _Limits:
             if sum((p.get(key, ZERO) for p in self.peaks), ZERO) > amount:
                 kind, _, name = key.partition(":")
                 what = f"the budget of {kind} '{name}'" if name else f"budget {key}"
-                raise _LimitReached(f"{what} could have run out")
+                raise _Unsplittable(f"{what} could have run out")
         for code, total in self.totals.items():
             if sum(c.get(code, 0) for c in self.counts) > total:
-                raise _LimitReached(f"coupon {code} could have reached its total of {total}")
+                raise _Unsplittable(f"coupon {code} could have reached its total of {total}")
 
 
 def _collect(conns, wanted: str, progress, watch: _Limits) -> list:
@@ -252,6 +255,8 @@ def _collect(conns, wanted: str, progress, watch: _Limits) -> list:
             elif kind == "counts":
                 watch.update(index[id(conn)], *value)
                 watch.check()
+            elif kind == "stop":
+                raise _Unsplittable(value)
             elif kind == "raise":
                 raise value
             elif kind == "error":
