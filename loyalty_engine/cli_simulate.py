@@ -135,10 +135,12 @@ def _replay(
     ) as bar:  # fmt: skip
         task = bar.add_task("replay", total=total)
         step = max(1, total // 200)
+        shown = [0]
 
-        def progress(number: int) -> None:
-            if number % step == 0:
+        def progress(number: int) -> None:  # every line from one process; every few thousand from several
+            if number - shown[0] >= step:
                 bar.update(task, completed=number)
+                shown[0] = number
 
         return simulate(
             program, events, members, start=start, end=end, point_value=point_value, progress=progress, jobs=jobs

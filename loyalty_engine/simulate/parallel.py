@@ -35,7 +35,7 @@ from .replay import Replay, _day_of, _first_day, count_references, read_history,
 from .report import Tally, member_summaries
 
 ZERO = Decimal(0)
-PROGRESS_EVERY = 5_000  # lines between two progress reports of the first process
+PROGRESS_EVERY = 2_000  # lines between two reports (progress, program-wide counts) of each process
 
 
 def shard_of(member: str, jobs: int) -> int:
