@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import json
+import threading
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -50,6 +52,21 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def one_at_a_time(method):
+    """An engine operation that holds the engine's lock: threads sharing an engine take turns.
+
+    The engine has one store connection, and an operation's writes wait on the engine until its
+    transaction ends; two threads inside one engine at once would mix their transactions.
+    """
+
+    @functools.wraps(method)
+    def serialized(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return serialized
+
+
 class Engine:
     """Processes events and operations for one program against one store.
 
@@ -58,6 +75,10 @@ class Engine:
     again returns the first result and changes nothing; the same id with a
     different payload raises :class:`ConflictError`. Business refusals raise
     :class:`RefusedError` with a ``code`` and a readable ``reason``.
+
+    Threads may share an engine: its operations take turns, as they share one store
+    connection. For operations that run side by side, open an engine per thread or process
+    (they may share one database file).
     """
 
     def __init__(
@@ -69,6 +90,7 @@ class Engine:
         plugins: Plugins | None = None,
         shadow: Program | None = None,
     ):
+        self._lock = threading.RLock()  # see one_at_a_time
         self.program = program
         # The plugins whose hooks run around processing: those the program was checked against, by default.
         self.plugins = plugins or program.checked.schema.plugins or get_plugins()
@@ -101,6 +123,7 @@ class Engine:
             self._trigger_filter = TriggerFilter(self.program)
         return self._trigger_filter
 
+    @one_at_a_time
     def shadow(self, candidate: Program | None):
         """Evaluate ``candidate`` beside the live program on every processed event and record where they
         differ (see :mod:`.shadow`); only the live program is applied. ``None`` stops shadowing."""
@@ -132,6 +155,7 @@ class Engine:
             store = SQLiteStore(store, synchronous=synchronous)
         return cls(program, store, clock, plugins=manager)
 
+    @one_at_a_time
     def close(self) -> None:
         self.store.close()
 
@@ -281,6 +305,7 @@ class Engine:
 
     # -------------------------------------------------------------- events
 
+    @one_at_a_time
     def preview(self, event: Event | Mapping[str, Any], as_of: dt.datetime | None = None) -> Outcome:
         """What ``event`` would earn now, with explanations. Reads the store, writes nothing."""
         ev = self.to_event(event)
@@ -289,6 +314,7 @@ class Engine:
         context = self.context.build(record, self.local_day(as_of or ev.at))
         return self.program.evaluate(ev, context, as_of)
 
+    @one_at_a_time
     def process(self, event: Event | Mapping[str, Any]) -> Result:
         """Apply ``event`` atomically: all its effects or none. Idempotent on the event id."""
         if isinstance(event, Event):
@@ -416,9 +442,9 @@ class Engine:
     # -------------------------------------------------------------- points operations
 
     # Implemented in points.py as functions of the engine; here they become its methods.
-    redeem_points = points_ops.redeem
-    adjust = points_ops.adjust
-    transfer = points_ops.transfer
+    redeem_points = one_at_a_time(points_ops.redeem)
+    adjust = one_at_a_time(points_ops.adjust)
+    transfer = one_at_a_time(points_ops.transfer)
 
     def when(self, at: dt.datetime | None) -> dt.datetime:
         """``at``, or now from the engine's clock; always timezone-aware."""
@@ -426,16 +452,19 @@ class Engine:
 
     # -------------------------------------------------------------- coupons
 
+    @one_at_a_time
     def reserve_coupon(
         self, code: str, checkout: str, at: dt.datetime | None = None, hold: dt.timedelta = dt.timedelta(minutes=15)
     ):
         """Hold a coupon for one checkout, so another till cannot spend it meanwhile."""
         return coupon_ops.reserve(self, code, checkout, self.when(at), hold)
 
+    @one_at_a_time
     def release_coupon(self, code: str, checkout: str, at: dt.datetime | None = None):
         """Give back a coupon a checkout had reserved (e.g. the basket was abandoned)."""
         return coupon_ops.release(self, code, checkout, self.when(at))
 
+    @one_at_a_time
     def redeem_coupon(
         self,
         code: str | None,
@@ -458,6 +487,7 @@ class Engine:
 
     # -------------------------------------------------------------- members
 
+    @one_at_a_time
     def upsert_member(self, member: Member | Mapping[str, Any], at: dt.datetime | None = None) -> MemberRecord:
         """Create a member or update their details (name, birthday, contact, attributes)."""
         if not isinstance(member, Member):
@@ -476,6 +506,7 @@ class Engine:
             self.store.save_member(record)
         return record
 
+    @one_at_a_time
     def member(self, member_id: str, at: dt.datetime | None = None):
         """Everything about a member: balances, pending and expiring points, tier progress, coupons, history."""
         from .views import member_view
@@ -484,6 +515,7 @@ class Engine:
 
     # -------------------------------------------------------------- time-driven work
 
+    @one_at_a_time
     def run_triggers(self, as_of: dt.datetime | dt.date, progress: Callable[[int], None] | None = None):
         """Expiry, tier review and retention triggers for one local day. Safe to run again."""
         from .schedule import run_day
@@ -508,6 +540,7 @@ class Engine:
             missing = {n: r for n, r in missing.items() if n in wanted}
         return senders, missing
 
+    @one_at_a_time
     def deliver(self, channels: Mapping[str, Any], now: dt.datetime | None = None, **options):
         """Hand queued messages to senders (``{channel: sender}``), with retries and backoff (see :mod:`.outbox`)."""
         from .outbox import deliver
