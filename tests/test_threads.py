@@ -64,3 +64,34 @@ def test_threads_sharing_an_engine_apply_every_event_once_and_spend_only_what_th
     assert all(store.load_member(f"m-{m}").balances["points"] == 4 for m in range(MEMBERS))
     assert store.integrity_check() == "ok"
     engine.close()
+
+
+def test_processes_forked_after_the_engine_opened_each_get_their_own_connection(tmp_path):
+    """A pre-loading web server (gunicorn --preload) or a process pool forks after the engine opened:
+    SQLite must not be used through a connection inherited over fork, so the store opens another."""
+    import multiprocessing
+    import os
+
+    engine = Engine.open(COFFEE, store=tmp_path / "forked.db", synchronous="NORMAL")
+    engine.process(_purchase("before-fork", "m-0"))
+    inherited = id(engine.store.conn)
+
+    def child(k: int, answers) -> None:
+        for i in range(40):
+            engine.process(_purchase(f"c{k}-{i}", f"m-{k}"))
+        answers.put((k, os.getpid(), id(engine.store.conn) != inherited))
+
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    children = [context.Process(target=child, args=(k, answers)) for k in range(3)]
+    for process in children:
+        process.start()
+    for process in children:
+        process.join(timeout=60)
+    assert [p.exitcode for p in children] == [0, 0, 0]
+    got = sorted(answers.get(timeout=5) for _ in children)
+    assert [own for _, _, own in got] == [True, True, True]
+    engine.process(_purchase("after-fork", "m-0"))  # the parent goes on with its own connection
+    assert id(engine.store.conn) == inherited
+    assert engine.store.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 2 + 3 * 40
+    assert engine.store.integrity_check() == "ok"

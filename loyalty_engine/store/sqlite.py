@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -77,6 +78,11 @@ _MEMBER_MARKS = ", ".join("?" * len(_MEMBER_NAMES))
 
 # The maps are flat JSON objects we wrote ourselves: the scanner alone, without json.loads' wrappers.
 _scan_json = json.JSONDecoder().scan_once
+
+
+# Connections a forked process inherited: kept referenced, so that they are never closed (and finalized)
+# in the child; see SQLiteStore._check_process.
+_INHERITED: list = []
 
 
 def _dec_map(text: str | None) -> dict[str, Decimal]:
@@ -184,6 +190,12 @@ class SQLiteStore:
             raise ValueError(f"busy_timeout must be at least 5 seconds (got {busy_timeout})")
         self.path = str(path)
         self.synchronous = synchronous
+        self._settings = (busy_timeout, wal_autocheckpoint)
+        self._connect()
+        self._retry_locked(lambda: migrate(self.db))
+
+    def _connect(self) -> None:
+        busy_timeout, wal_autocheckpoint = self._settings
         try:
             self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -191,7 +203,7 @@ class SQLiteStore:
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if self.path != ":memory:":
             self._retry_locked(lambda: self.conn.execute("PRAGMA journal_mode = WAL"))
-        self.conn.execute(f"PRAGMA synchronous = {synchronous}")
+        self.conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         # Checkpoint every ~40 MB of WAL instead of 4 MB: each event writes ~15 pages, and
         # fewer, larger checkpoints write a page touched by many events once. Durability is unchanged.
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {wal_autocheckpoint}")
@@ -199,7 +211,17 @@ class SQLiteStore:
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
         self._savepoints = 0
-        self._retry_locked(lambda: migrate(self.db))
+        self._pid = os.getpid()
+
+    def _check_process(self) -> None:
+        """After a fork (a pre-loading web server, a process pool), the child gets a connection of its own.
+
+        SQLite must not be used through a connection opened before a fork: it can corrupt the file. The
+        inherited one is left as it is, never closed here (closing it could act on the parent's behalf).
+        """
+        if self._pid != os.getpid() and self.path != ":memory:":  # a forked in-memory database is the child's own
+            _INHERITED.append(self.conn)
+            self._connect()
 
     @staticmethod
     def _retry_locked(fn, attempts: int = 50):
@@ -221,6 +243,7 @@ class SQLiteStore:
         Any SQLite error inside (disk full, read-only file, interrupted...) rolls the
         transaction (or the savepoint) back and surfaces as :class:`StoreError`.
         """
+        self._check_process()
         if self._depth:
             yield from self._savepoint()
             return
@@ -414,6 +437,7 @@ class SQLiteStore:
         )
 
     def load_member(self, member_id: str) -> MemberRecord | None:
+        self._check_process()  # the first read of every engine operation
         row = self.conn.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = ?", (member_id,)).fetchone()
         return None if row is None else self._member(row)
 
