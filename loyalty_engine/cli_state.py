@@ -94,7 +94,7 @@ def _num(value) -> str:
     help="Lines per commit (each line still all-or-nothing).",
 )
 @click.option(
-    "--synchronous", type=click.Choice(["FULL", "NORMAL"], case_sensitive=False), default="FULL", show_default=True,
+    "--synchronous", type=click.Choice(["full", "normal"], case_sensitive=False), default="full", show_default=True,
     help="Durability: FULL survives power loss; NORMAL is faster and survives application crashes.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
