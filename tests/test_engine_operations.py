@@ -295,10 +295,13 @@ def test_released_or_lapsed_reservation_frees_the_coupon(shop):
     engine, codes = shop
     code = codes["PCT10"]
     engine.reserve_coupon(code, "till-1", at=at(2, 10))
-    engine.release_coupon(code, "till-2", at=at(2, 10))  # not its reservation: nothing changes
+    with pytest.raises(RefusedError) as info:  # not its reservation: refused, and nothing changes
+        engine.release_coupon(code, "till-2", at=at(2, 10))
+    assert info.value.code == "coupon_reserved" and "held by checkout 'till-1'" in info.value.reason
     assert engine.store.get_coupon(code).reserved_by == "till-1"
     released = engine.release_coupon(code, "till-1", at=at(2, 10))
     assert released.status == "issued" and released.reserved_by is None
+    assert engine.release_coupon(code, "till-2", at=at(2, 10)).status == "issued"  # no one holds it: no change
     engine.reserve_coupon(code, "till-2", at=at(2, 11), hold=dt.timedelta(minutes=15))
     # the hold lapses after 15 minutes: another till may take it
     later = dt.datetime(2026, 5, 2, 11, 16, tzinfo=SHANGHAI)

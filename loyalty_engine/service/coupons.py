@@ -36,15 +36,19 @@ def _usable(engine, coupon: CouponRecord, at: dt.datetime, checkout: str | None)
     if coupon.status == "redeemed":
         when = coupon.redeemed_at.isoformat() if coupon.redeemed_at else "earlier"
         raise RefusedError("coupon_used", f"coupon '{coupon.code}' was already used ({when})")
+    _not_held_by_another(coupon, at, checkout)
+    day = engine.local_day(at)
+    if coupon.valid_until is not None and day > coupon.valid_until:
+        raise RefusedError("coupon_expired", f"coupon '{coupon.code}' expired after {coupon.valid_until.isoformat()}")
+
+
+def _not_held_by_another(coupon: CouponRecord, at: dt.datetime, checkout: str | None) -> None:
     held = coupon.status == "reserved" and coupon.reserved_until and coupon.reserved_until > at
     if held and coupon.reserved_by != checkout:
         raise RefusedError(
             "coupon_reserved",
             f"coupon '{coupon.code}' is held by checkout '{coupon.reserved_by}' until {coupon.reserved_until.isoformat()}",
         )
-    day = engine.local_day(at)
-    if coupon.valid_until is not None and day > coupon.valid_until:
-        raise RefusedError("coupon_expired", f"coupon '{coupon.code}' expired after {coupon.valid_until.isoformat()}")
 
 
 def reserve(engine, code: str, checkout: str, at: dt.datetime, hold: dt.timedelta) -> CouponRecord:
@@ -67,8 +71,12 @@ def reserve(engine, code: str, checkout: str, at: dt.datetime, hold: dt.timedelt
 
 
 def release(engine, code: str, checkout: str, at: dt.datetime) -> CouponRecord:
+    """Give back ``checkout``'s hold on a coupon. Releasing a coupon no one holds (or whose hold ran out)
+    changes nothing, so a retried release is harmless; another checkout's live hold is refused
+    (``coupon_reserved``): that till would lose the coupon it is about to spend."""
     with engine.store.transaction():
         coupon = _load(engine, code)
+        _not_held_by_another(coupon, at, checkout)
         if coupon.status == "reserved" and coupon.reserved_by == checkout:
             coupon.status = "issued"
             coupon.reserved_by = None
