@@ -129,9 +129,11 @@ def _replay(
     if not show:
         return simulate(program, events, members, start=start, end=end, point_value=point_value, jobs=jobs)
     total = _count_lines(events)
+    # Redrawn by the updates, not by rich's own thread: the replay may fork its processes, and a thread
+    # writing to the terminal at that moment would leave its lock held in the children.
     with Progress(
         TextColumn(f"[bold]{program.name}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-        console=err, transient=True,
+        console=err, transient=True, auto_refresh=False,
     ) as bar:  # fmt: skip
         task = bar.add_task("replay", total=total)
         step = max(1, total // 200)
@@ -139,7 +141,7 @@ def _replay(
 
         def progress(number: int) -> None:  # every line from one process; every few thousand from several
             if number - shown[0] >= step:
-                bar.update(task, completed=number)
+                bar.update(task, completed=number, refresh=True)
                 shown[0] = number
 
         return simulate(
