@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -80,9 +81,22 @@ _MEMBER_MARKS = ", ".join("?" * len(_MEMBER_NAMES))
 _scan_json = json.JSONDecoder().scan_once
 
 
-# Connections a forked process inherited: kept referenced, so that they are never closed (and finalized)
-# in the child; see SQLiteStore._check_process.
+# SQLite must not be used through a connection opened before a fork (a pre-loading web server, a process
+# pool): it can corrupt the file. Right after a fork the child gives each open store a connection of its own;
+# the inherited ones stay referenced, never closed (and finalized) in the child, where closing could act on
+# the parent's behalf.
+_OPEN_STORES: weakref.WeakSet = weakref.WeakSet()
 _INHERITED: list = []
+
+
+def _reconnect_after_fork() -> None:
+    for store in list(_OPEN_STORES):
+        _INHERITED.append(store.conn)
+        store._connect()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_reconnect_after_fork)
 
 
 def _dec_map(text: str | None) -> dict[str, Decimal]:
@@ -193,6 +207,8 @@ class SQLiteStore:
         self._settings = (busy_timeout, wal_autocheckpoint)
         self._connect()
         self._retry_locked(lambda: migrate(self.db))
+        if self.path != ":memory:":  # a forked in-memory database is the child's own
+            _OPEN_STORES.add(self)
 
     def _connect(self) -> None:
         busy_timeout, wal_autocheckpoint = self._settings
@@ -211,17 +227,6 @@ class SQLiteStore:
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
         self._savepoints = 0
-        self._pid = os.getpid()
-
-    def _check_process(self) -> None:
-        """After a fork (a pre-loading web server, a process pool), the child gets a connection of its own.
-
-        SQLite must not be used through a connection opened before a fork: it can corrupt the file. The
-        inherited one is left as it is, never closed here (closing it could act on the parent's behalf).
-        """
-        if self._pid != os.getpid() and self.path != ":memory:":  # a forked in-memory database is the child's own
-            _INHERITED.append(self.conn)
-            self._connect()
 
     @staticmethod
     def _retry_locked(fn, attempts: int = 50):
@@ -243,7 +248,6 @@ class SQLiteStore:
         Any SQLite error inside (disk full, read-only file, interrupted...) rolls the
         transaction (or the savepoint) back and surfaces as :class:`StoreError`.
         """
-        self._check_process()
         if self._depth:
             yield from self._savepoint()
             return
@@ -321,6 +325,7 @@ class SQLiteStore:
         return self._depth > 0
 
     def close(self) -> None:
+        _OPEN_STORES.discard(self)
         self.conn.close()
 
     def integrity_check(self) -> str:
@@ -437,7 +442,6 @@ class SQLiteStore:
         )
 
     def load_member(self, member_id: str) -> MemberRecord | None:
-        self._check_process()  # the first read of every engine operation
         row = self.conn.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = ?", (member_id,)).fetchone()
         return None if row is None else self._member(row)
 
