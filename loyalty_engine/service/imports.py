@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +41,7 @@ from ..errors import InputError, LoyaltyError
 from ..language.diagnostics import did_you_mean
 from ..language.schema import STATS
 from ..wire import _date, structure_member, value_map
+from .replay import not_utf8, read_lines
 
 ZERO = Decimal(0)
 IMPORTED = "import"  # the firing key that records a member's import
@@ -69,12 +69,15 @@ class ImportReport:
         }
 
 
+SAVE_AS_UTF8 = ": save the file as UTF-8"
+
+
 class _NotUtf8(Exception):
-    def __init__(self, number: int, exc: UnicodeDecodeError, csv: bool = True):
+    """A CSV line that is not UTF-8: the import stops there (the file was saved in another encoding)."""
+
+    def __init__(self, number: int, exc: UnicodeDecodeError):
         self.number = number
-        self.message = f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line): save the file as UTF-8"
-        if csv:
-            self.message += " (in Excel: 'CSV UTF-8')"
+        self.message = not_utf8(exc) + SAVE_AS_UTF8 + " (in Excel: 'CSV UTF-8')"
 
 
 def _decoded(f) -> Iterator[str]:
@@ -103,22 +106,8 @@ def read_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
 
 
 def _json_rows(lines: Iterable[str | bytes]):
-    for number, line in enumerate(lines, start=1):
-        if isinstance(line, bytes):
-            try:
-                line = line.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, None, _NotUtf8(number, exc, csv=False).message
-                continue
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, None, f"not valid JSON: {exc.msg} (column {exc.colno})"
-            continue
-        yield number, row, None if isinstance(row, dict) else "expected a JSON object"
+    for number, row, problem in read_lines(lines, SAVE_AS_UTF8):
+        yield number, row, problem if problem or isinstance(row, dict) else "expected a JSON object"
 
 
 def _csv_rows(f: Iterable[str]):

@@ -117,18 +117,23 @@ def dispatch(engine, data: Any):
     return engine.process(data)
 
 
-def read_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed JSON or None, error) for each non-blank line.
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """What is wrong with a line that is not UTF-8."""
+    return f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"
+
+
+def read_lines(lines: Iterable[str | bytes], advice: str = "") -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed JSON or None, error) for each non-blank line (``#`` comments skipped).
 
     Lines may be bytes (a file opened in binary): each is decoded on its own, so
-    a line that is not UTF-8 is reported with its number instead of ending the run.
+    a line that is not UTF-8 is reported with its number (and ``advice``) instead of ending the run.
     """
     for number, line in enumerate(lines, start=1):
         if isinstance(line, bytes):
             try:
                 line = line.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                yield number, None, f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"
+                yield number, None, not_utf8(exc) + advice
                 continue
         text = line.strip()
         if not text or text.startswith("#"):
