@@ -49,6 +49,10 @@ def _below(limit: Decimal):
     return check
 
 
+_BELOW_AMOUNT = _below(MAX_AMOUNT)
+_BELOW_QUANTITY = _below(MAX_QUANTITY)
+
+
 def _not_blank(instance, attribute, value) -> None:
     if isinstance(value, str) and not value.strip():
         raise ValueError(f"'{attribute.name}' must not be empty")
@@ -59,20 +63,20 @@ class LineItem:
     """One cart line. ``amount`` is ``unit_price * quantity - discount`` unless given."""
 
     sku: str
-    quantity: Decimal = field(default=Decimal(1), converter=_decimal, validator=[_non_negative, _below(MAX_QUANTITY)])
-    unit_price: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _below(MAX_AMOUNT)])
+    quantity: Decimal = field(default=Decimal(1), converter=_decimal, validator=[_non_negative, _BELOW_QUANTITY])
+    unit_price: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _BELOW_AMOUNT])
     category: str | None = None
     name: str | None = None
     brand: str | None = None
-    discount: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _below(MAX_AMOUNT)])
+    discount: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _BELOW_AMOUNT])
     amount: Decimal | None = field(
-        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_below(MAX_AMOUNT)
+        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_BELOW_AMOUNT
     )
 
     def __attrs_post_init__(self) -> None:
         if self.amount is None:
             object.__setattr__(self, "amount", self.unit_price * self.quantity - self.discount)
-            _below(MAX_AMOUNT)(self, attrs.fields(LineItem).amount, self.amount)
+            _BELOW_AMOUNT(self, attrs.fields(LineItem).amount, self.amount)
 
 
 @frozen
@@ -93,11 +97,11 @@ class Event:
     currency: str | None = None
     items: tuple[LineItem, ...] = field(default=(), converter=tuple)
     amount: Decimal | None = field(
-        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_below(MAX_AMOUNT)
+        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_BELOW_AMOUNT
     )
-    discount: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _below(MAX_AMOUNT)])
+    discount: Decimal = field(default=ZERO, converter=_decimal, validator=[_non_negative, _BELOW_AMOUNT])
     net_amount: Decimal | None = field(
-        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_below(MAX_AMOUNT)
+        default=None, converter=lambda v: None if v is None else _decimal(v), validator=_BELOW_AMOUNT
     )
     original: str | None = None
     referrer: str | None = None
@@ -114,7 +118,7 @@ class Event:
             for item in self.items:
                 total += item.amount
             object.__setattr__(self, "amount", total)
-            _below(MAX_AMOUNT)(self, attrs.fields(Event).amount, total)
+            _BELOW_AMOUNT(self, attrs.fields(Event).amount, total)
         if self.net_amount is None:
             object.__setattr__(self, "net_amount", self.amount - self.discount)
         if self.type == "purchase" and self.net_amount < 0 and self.amount >= 0:

@@ -38,13 +38,17 @@ ONE = Decimal(1)
 WHOLE = -1  # the "line" under which refunds of a purchase without lines record the amount returned
 
 
+def _all_returned(original: Event) -> str:
+    return f"nothing left to return: purchase '{original.id}' was already returned in full"
+
+
 def returned_lines(original: Event, refund: Event, already: dict[int, Decimal], notes: list[str]) -> dict[int, Decimal]:
     """Quantities returned now per original line index."""
     left = {i: item.quantity - already.get(i, ZERO) for i, item in enumerate(original.items)}
     if not refund.items:
         rest = {i: q for i, q in left.items() if q > 0}
         if not rest:
-            notes.append(f"nothing left to return: purchase '{original.id}' was already returned in full")
+            notes.append(_all_returned(original))
         return rest
     out: dict[int, Decimal] = {}
     for item in refund.items:
@@ -163,7 +167,7 @@ class Refunds:
         asked = refund.net_amount if refund.net_amount else left
         take = min(asked, left)
         if not left:
-            notes.append(f"nothing left to return: purchase '{original.id}' was already returned in full")
+            notes.append(_all_returned(original))
         elif asked > take:
             notes.append(f"{asked - take} asked back but only {left} left to refund from '{original.id}'")
         share = Fraction(already + take) / Fraction(total) if total else Fraction(1)

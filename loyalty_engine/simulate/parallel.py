@@ -43,11 +43,11 @@ def shard_of(member: str, jobs: int) -> int:
     return zlib.crc32(member.encode("utf-8", "surrogatepass")) % jobs
 
 
-def member_of(data: Any) -> str | None:
-    """The member whose state a history line changes, or None if it names none."""
+def member_of(data: Any, field: str | None = None) -> str | None:
+    """The member whose state a history line (or, with ``field="id"``, a members-file row) changes, or None."""
     if not isinstance(data, dict):
         return None
-    member = data.get("id") if data.get("type") == "member" else data.get("member")
+    member = data.get(field or ("id" if data.get("type") == "member" else "member"))
     return member if isinstance(member, str) and member else None
 
 
@@ -112,7 +112,7 @@ def _worker(conn, program: Program, keep, events, members, start, end, day0, mem
             return shard == 0 if member is None else shard_of(member, jobs) == shard
 
         if members is not None:
-            replay.add_members(members, members_at, owns)
+            replay.add_members(members, members_at, lambda row: owns(member_of(row, "id")))
         if day0 is not None:
             replay.run_until(day0)
         crossing = _Crossing(keep) if shard == 0 else None

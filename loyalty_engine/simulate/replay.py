@@ -307,17 +307,15 @@ class Replay:
     def local_day(self, at: dt.datetime) -> dt.date:
         return at.astimezone(self.tz).date()
 
-    def add_members(self, path: str | Path, at: dt.datetime, owns: Callable[[str | None], bool] | None = None) -> None:
+    def add_members(self, path: str | Path, at: dt.datetime, takes: Callable[[Any], bool] | None = None) -> None:
         """Create the members of a ``loyalty import-members`` file (JSONL or CSV): details, tier, opening balances.
 
-        ``owns(member id or None)`` picks the rows this replay takes (all by default).
+        ``takes(row, or None for a bad row)`` picks the rows this replay takes (all by default).
         """
         tally = self.tally
         for number, row, problem in read_rows(Path(path)):
-            if owns is not None:
-                member = row.get("id") if problem is None else None
-                if not owns(member if isinstance(member, str) and member else None):
-                    continue
+            if takes is not None and not takes(row if problem is None else None):
+                continue
             if problem is None:
                 try:
                     import_row(self.engine, {k: v for k, v in row.items() if k not in ("type", "at")}, at)

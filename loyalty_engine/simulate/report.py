@@ -215,8 +215,8 @@ class Tally:
             for field_name, value in per.items():
                 mine[field_name] += value
         self.outstanding += state["outstanding"]
-        self.first = min(d for d in (self.first, state["first"]) if d is not None) if state["first"] else self.first
-        self.last = max(d for d in (self.last, state["last"]) if d is not None) if state["last"] else self.last
+        days = [d for d in (self.first, self.last, state["first"], state["last"]) if d is not None]
+        self.first, self.last = (min(days), max(days)) if days else (None, None)
         self._absorb_snapshots(state["snapshots"])
         self._absorb_errors(state["error_lines"])
 

@@ -256,6 +256,11 @@ def test_file_for(program: Path) -> Path:
     return program.with_name(program.name.removesuffix(".loy") + SUFFIX)
 
 
+def program_for(test_file: Path) -> Path:
+    """``coffee.test.yaml`` -> ``coffee.loy``."""
+    return test_file.with_name(test_file.name.removesuffix(SUFFIX) + ".loy")
+
+
 def read_test_file(path: str | Path, text: str | None = None) -> TestFile:
     """Parse and validate a test file; raises :class:`TestFileError` listing every problem."""
     path = Path(path)
@@ -263,7 +268,7 @@ def read_test_file(path: str | Path, text: str | None = None) -> TestFile:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
-            program = path.with_name(path.name.removesuffix(SUFFIX) + ".loy")
+            program = program_for(path)
             hint = (
                 f"write the examples for {program.name} in {path.name}, beside it (see docs/workbench.md)"
                 if program.exists()
@@ -301,7 +306,7 @@ def read_test_file(path: str | Path, text: str | None = None) -> TestFile:
     reader.keys(data, TOP_KEYS, "the test file")
     program = data.get("program")
     if program is None:
-        program_path = path.with_name(path.name.removesuffix(SUFFIX) + ".loy")
+        program_path = program_for(path)
     else:
         program_path = path.parent / str(program)
     if not program_path.exists():
