@@ -23,7 +23,14 @@ from .store.sqlite import SQLiteStore
 
 EXIT_STORE = 3  # the database failed (disk full, read-only...): nothing half-written, rerun to resume
 DB_HELP = "SQLite database file (created if missing)."
-DB_USED_HELP = "SQLite database file (the one 'loyalty run' or 'import-members' wrote)."
+# --db of the commands that read or change an existing database
+used_db = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="loyalty.db",
+    show_default=True,
+    help="SQLite database file (the one 'loyalty run' or 'import-members' wrote).",
+)
 PROGRAM_HELP = "Program file (default: the program the database was last used with)."
 
 
@@ -163,7 +170,7 @@ def run(
 
 @main.command()
 @click.argument("member_id")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
+@used_db
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def member(member_id: str, db: Path, program: Path | None, as_json: bool):
@@ -212,7 +219,7 @@ def member(member_id: str, db: Path, program: Path | None, as_json: bool):
 @main.command()
 @click.option("--as-of", "as_of", required=True, help="Local day (YYYY-MM-DD) or time with offset.")
 @click.option("--to", "until", help="Run every day from --as-of to this day (inclusive).")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
+@used_db
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def triggers(as_of: str, until: str | None, db: Path, program: Path | None, as_json: bool):
@@ -266,7 +273,7 @@ def redeem():
 @click.argument("points")
 @click.option("--reference", required=True, help="Unique reference (a retry with it is not applied twice).")
 @click.option("--balance", default="points", show_default=True, help="The balance to spend from.")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
+@used_db
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 def redeem_points(member_id: str, points: str, reference: str, balance: str, db: Path, program: Path | None):
     """Spend POINTS of MEMBER_ID's balance (the ones expiring first go first)."""
@@ -286,7 +293,7 @@ def redeem_points(member_id: str, points: str, reference: str, balance: str, db:
     help="The basket: a purchase event as JSON.",
 )  # fmt: skip
 @click.option("--reference", help="Unique reference (default: the code and the purchase id).")
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
+@used_db
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 def redeem_coupon(code: str, purchase_file: Path, reference: str | None, db: Path, program: Path | None):
     """Use coupon CODE on the basket in --purchase (a JSON event); prints the discount."""
@@ -306,7 +313,7 @@ def redeem_coupon(code: str, purchase_file: Path, reference: str | None, db: Pat
 
 @main.command("import-members")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
+@used_db
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def import_members_cmd(file: Path, db: Path, program: Path | None, as_json: bool):
@@ -332,7 +339,7 @@ def import_members_cmd(file: Path, db: Path, program: Path | None, as_json: bool
 
 
 @main.command()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default="loyalty.db", show_default=True, help=DB_USED_HELP)  # fmt: skip
+@used_db
 @click.option("--program", type=click.Path(exists=True, dir_okay=False, path_type=Path), help=PROGRAM_HELP)
 @click.option("--channel", "channels", multiple=True, help="Deliver only these channels (default: all).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
