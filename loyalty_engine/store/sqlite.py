@@ -91,8 +91,17 @@ _INHERITED: list = []
 
 def _reconnect_after_fork() -> None:
     for store in list(_OPEN_STORES):
-        _INHERITED.append(store.conn)
-        store._connect()
+        store._after_fork()
+
+
+class _Unopenable:
+    """The connection of a store that could not be opened again after a fork: any use says why."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __getattr__(self, name):
+        raise StoreError(self.reason)
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
@@ -227,6 +236,16 @@ class SQLiteStore:
         self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
         self._savepoints = 0
+
+    def _after_fork(self) -> None:
+        """In a forked child: a connection of its own (see _reconnect_after_fork). Never creates the file."""
+        _INHERITED.append(self.conn)
+        try:
+            if not os.path.exists(self.path):
+                raise StoreError("the file no longer exists")
+            self._connect()
+        except (StoreError, sqlite3.Error) as exc:
+            self.conn = _Unopenable(f"{self.path}: cannot open the database again in a forked process: {exc}")
 
     @staticmethod
     def _retry_locked(fn, attempts: int = 50):
